@@ -1,0 +1,4 @@
+//! One module per subcommand.
+
+pub mod classify;
+pub mod policy;

@@ -1,0 +1,78 @@
+//! The `redrive` command: a thin layer that parses arguments and calls the
+//! library crates. Logic a library user could want does not live here.
+//!
+//! Exit codes (DESIGN.md): 0 success, 1 a delivery that ended parked (`send`),
+//! 2 bad usage or bad input, with one line naming what was wrong.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod input;
+
+/// Durable, policy-driven delivery of outbound API requests.
+#[derive(Parser)]
+#[command(name = "redrive", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Classify one attempt's outcome and show the policy's decision.
+    Classify(cmd::classify::Args),
+    /// List and explain retry policies.
+    #[command(subcommand)]
+    Policy(cmd::policy::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let result = match cli.command {
+        Command::Classify(args) => cmd::classify::run(args),
+        Command::Policy(command) => cmd::policy::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("redrive: error: {}", one_line(&format!("{e:#}")));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints clap's help and version as they are; any other parse error as one
+/// line, exit code 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            // clap's message can span lines ("required arguments were not
+            // provided:" then the list); keep it, drop the usage block after it.
+            let rendered = e.render().to_string();
+            let message: Vec<&str> = rendered
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            let message = message.join(" ");
+            let message = message.trim_start_matches("error: ");
+            eprintln!("redrive: error: {message} (see `redrive --help`)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.trim().replace('\n', "; ")
+}
