@@ -399,9 +399,11 @@ impl<'de> Deserialize<'de> for ScheduleSpec {
                     "exponential" => ScheduleSpec::Exponential(map.next_value()?),
                     "linear" => ScheduleSpec::Linear(map.next_value()?),
                     "offsets" => ScheduleSpec::Offsets(map.next_value()?),
-                    other => return Err(de::Error::custom(format!(
+                    other => {
+                        return Err(de::Error::custom(format!(
                         "unknown schedule kind `{other}`; expected exponential, linear or offsets"
-                    ))),
+                    )))
+                    }
                 };
                 if map.next_key::<String>()?.is_some() {
                     return Err(de::Error::custom("a schedule has exactly one kind"));
