@@ -116,7 +116,7 @@ fn run(
     method: &str,
     key: bool,
     attempt: u32,
-    elapsed_s: u64,
+    elapsed: Duration,
     seed: u64,
 ) -> (Case, Duration) {
     let headers_owned: Vec<(String, String)> = match o {
@@ -135,7 +135,6 @@ fn run(
         }),
         AnyOutcome::Transport(k) => Outcome::Transport(*k),
     };
-    let elapsed = Duration::from_secs(elapsed_s);
     let ctx = AttemptContext {
         attempt,
         now: now(),
@@ -172,7 +171,7 @@ proptest! {
         p in any_policy(), o in any_outcome(), m in any_method(), key in any::<bool>(),
         attempt in 1u32..25, elapsed in 0u64..300_000, seed in any::<u64>(),
     ) {
-        let (case, _) = run(&p, &o, m, key, attempt, elapsed, seed);
+        let (case, _) = run(&p, &o, m, key, attempt, Duration::from_secs(elapsed), seed);
         if let Decision::Retry { delay, .. } = case.decision {
             prop_assert!(delay <= p.max_delay(), "{delay:?} > {:?}", p.max_delay());
         }
@@ -183,12 +182,30 @@ proptest! {
         p in any_policy(), o in any_outcome(), m in any_method(), key in any::<bool>(),
         attempt in 1u32..25, elapsed in 0u64..300_000, seed in any::<u64>(),
     ) {
-        let (case, elapsed) = run(&p, &o, m, key, attempt, elapsed, seed);
+        let (case, elapsed) = run(&p, &o, m, key, attempt, Duration::from_secs(elapsed), seed);
         if let Decision::Retry { delay, .. } = case.decision {
             prop_assert!(attempt < p.max_attempts, "retry after attempt {attempt} of {}", p.max_attempts);
             if let Some(deadline) = p.deadline {
                 prop_assert!(elapsed + delay <= deadline, "retry at {:?} past the deadline {deadline:?}", elapsed + delay);
             }
+        }
+    }
+
+    #[test]
+    fn close_to_the_deadline_no_retry_lands_past_it(
+        p in any_policy(), deadline_s in 1u64..100_000, o in any_outcome(), m in any_method(),
+        before_ms in 0u64..20_000, attempt in 1u32..3, seed in any::<u64>(),
+    ) {
+        // Elapsed times just before the deadline, where an off-by-a-little
+        // comparison would let a retry through.
+        let mut p = p;
+        p.max_attempts = p.max_attempts.max(3);
+        let deadline = Duration::from_secs(deadline_s);
+        p.deadline = Some(deadline);
+        let elapsed = deadline.saturating_sub(Duration::from_millis(before_ms));
+        let (case, elapsed) = run(&p, &o, m, true, attempt, elapsed, seed);
+        if let Decision::Retry { delay, .. } = case.decision {
+            prop_assert!(elapsed + delay <= deadline, "retry at {:?} past the deadline {deadline:?}", elapsed + delay);
         }
     }
 
@@ -199,7 +216,7 @@ proptest! {
     ) {
         let p = profiles::builtin(profiles::NAMES[i]).expect("built in");
         let o = AnyOutcome::Status(status, None, String::new());
-        let (case, _) = run(&p, &o, m, key, attempt, 0, seed);
+        let (case, _) = run(&p, &o, m, key, attempt, Duration::ZERO, seed);
         if case.class == ErrorClass::Content {
             prop_assert!(matches!(case.decision, Decision::Park { reason: ParkReason::NotRetryable }), "{}: {status}", p.name);
         }
@@ -209,7 +226,7 @@ proptest! {
     fn a_non_idempotent_indeterminate_outcome_is_never_retried_where_the_policy_says_park(
         p in any_policy(), o in any_outcome(), attempt in 1u32..25, seed in any::<u64>(),
     ) {
-        let (case, _) = run(&p, &o, "POST", false, attempt, 0, seed);
+        let (case, _) = run(&p, &o, "POST", false, attempt, Duration::ZERO, seed);
         if p.indeterminate == IndeterminateAction::Park && case.indeterminate && !case.idempotent {
             prop_assert!(!matches!(case.decision, Decision::Retry { .. }), "{} retried an indeterminate POST", p.name);
         }
@@ -219,8 +236,8 @@ proptest! {
     fn the_same_inputs_give_the_same_decision(
         p in any_policy(), o in any_outcome(), m in any_method(), attempt in 1u32..25, seed in any::<u64>(),
     ) {
-        let (a, _) = run(&p, &o, m, false, attempt, 0, seed);
-        let (b, _) = run(&p, &o, m, false, attempt, 0, seed);
+        let (a, _) = run(&p, &o, m, false, attempt, Duration::ZERO, seed);
+        let (b, _) = run(&p, &o, m, false, attempt, Duration::ZERO, seed);
         prop_assert_eq!(a.decision, b.decision);
     }
 }
