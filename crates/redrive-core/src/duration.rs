@@ -65,6 +65,23 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_millis(millis))
 }
 
+/// A duration read from text in a configuration file (`"10m"`), with an error
+/// that says how to write one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DurationText(pub Duration);
+
+impl<'de> serde::Deserialize<'de> for DurationText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let text = String::deserialize(d).map_err(|_| {
+            D::Error::custom("expected a duration in quotes, for example \"10s\" or \"1h\"")
+        })?;
+        parse_duration(&text)
+            .map(DurationText)
+            .map_err(D::Error::custom)
+    }
+}
+
 /// Prints a duration the way [`parse_duration`] reads it, largest units first
 /// (`1d1h11m`, `1s`, `250ms`, `0s`). Sub-millisecond parts are dropped.
 pub fn format_duration(d: Duration) -> String {

@@ -45,12 +45,14 @@ pub mod policy;
 pub mod profiles;
 pub mod retry_after;
 pub mod schedule;
+pub mod toml_file;
 
 pub use class::ErrorClass;
 pub use classify::{classify, Classification, Signals};
 pub use decide::{AttemptContext, Decision, ParkReason, RetryReason, Verdict, Why};
 pub use duration::{format_duration, parse_duration, HumanDuration};
 pub use outcome::{Outcome, RequestFacts, Response, TransportFailure};
-pub use policy::file::{PolicyFileError, PolicySet};
+pub use policy::file::PolicySet;
 pub use policy::{Condition, IndeterminateAction, Policy, Rule, StatusRange};
 pub use schedule::{Jitter, Schedule};
+pub use toml_file::TomlError;

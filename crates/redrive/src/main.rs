@@ -26,6 +26,8 @@ enum Command {
     /// List and explain retry policies.
     #[command(subcommand)]
     Policy(cmd::policy::Command),
+    /// Serve a scripted HTTP endpoint that plays failures (fault injection).
+    Mock(cmd::mock::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Classify(args) => cmd::classify::run(args),
         Command::Policy(command) => cmd::policy::run(command),
+        Command::Mock(args) => cmd::mock::run(args),
     };
     match result {
         Ok(code) => code,

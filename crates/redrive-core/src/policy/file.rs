@@ -15,43 +15,15 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::class::ErrorClass;
-use crate::duration::{parse_duration, HumanDuration};
+use crate::duration::{DurationText as DurationSpec, HumanDuration};
 use crate::policy::{Condition, IndeterminateAction, Policy, Rule, StatusRange};
 use crate::profiles;
 use crate::schedule::{Jitter, Schedule};
+use crate::toml_file::{parse_toml, TomlError};
 
 /// The most attempts a policy may allow in one cycle: a guard against typos
 /// such as `max_attempts = 80000`.
 pub const MAX_ATTEMPTS_LIMIT: u32 = 1000;
-
-/// A policy file that could not be loaded. Displays as one line:
-/// `billing.toml:4:12: policies.billing.schedule: the schedule is empty; ...`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyFileError {
-    /// The file's name as the user gave it.
-    pub file: String,
-    /// Line and column (from 1), when the parser knows them.
-    pub location: Option<(usize, usize)>,
-    /// The dotted key at fault, when known.
-    pub key: Option<String>,
-    /// What is wrong, and how to fix it.
-    pub message: String,
-}
-
-impl fmt::Display for PolicyFileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some((line, col)) = self.location {
-            write!(f, ":{line}:{col}")?;
-        }
-        if let Some(key) = &self.key {
-            write!(f, ": {key}")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for PolicyFileError {}
 
 /// The policies of one file, resolved and validated.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -62,10 +34,10 @@ pub struct PolicySet {
 impl PolicySet {
     /// Parses and validates the TOML text of a policy (or configuration) file.
     /// `file` names it in errors.
-    pub fn from_toml(file: &str, text: &str) -> Result<PolicySet, PolicyFileError> {
-        let spec = parse_spec(file, text)?;
+    pub fn from_toml(file: &str, text: &str) -> Result<PolicySet, TomlError> {
+        let spec: FileSpec = parse_toml(file, text)?;
         if spec.policies.is_empty() {
-            return Err(PolicyFileError {
+            return Err(TomlError {
                 file: file.to_owned(),
                 location: None,
                 key: None,
@@ -102,38 +74,6 @@ impl PolicySet {
     pub fn policies(&self) -> impl Iterator<Item = &Policy> {
         self.policies.values()
     }
-}
-
-fn parse_spec(file: &str, text: &str) -> Result<FileSpec, PolicyFileError> {
-    let err = |location, key, message: &str| PolicyFileError {
-        file: file.to_owned(),
-        location,
-        key,
-        message: one_line(message),
-    };
-    let de = toml::Deserializer::parse(text)
-        .map_err(|e| err(e.span().map(|s| line_col(text, s.start)), None, e.message()))?;
-    serde_path_to_error::deserialize::<_, FileSpec>(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let key = (path != ".").then_some(path);
-        err(
-            inner.span().map(|s| line_col(text, s.start)),
-            key,
-            inner.message(),
-        )
-    })
-}
-
-fn one_line(s: &str) -> String {
-    s.trim().replace('\n', "; ")
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }
 
 /// The whole file. The configuration's other tables may sit beside the
@@ -185,21 +125,6 @@ struct RetryAfterSpec {
 enum IndeterminateSpec {
     Park,
     Retry,
-}
-
-/// A duration written as text (`"10m"`).
-#[derive(Clone, Copy)]
-struct DurationSpec(Duration);
-
-impl<'de> Deserialize<'de> for DurationSpec {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d).map_err(|_| {
-            de::Error::custom("expected a duration in quotes, for example \"10s\" or \"1h\"")
-        })?;
-        parse_duration(&text)
-            .map(DurationSpec)
-            .map_err(de::Error::custom)
-    }
 }
 
 /// `idempotency_header = "Idempotency-Key"`, or `false` for none.
@@ -424,16 +349,11 @@ struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
-    fn error(&self, key: String, message: impl Into<String>) -> PolicyFileError {
-        PolicyFileError {
-            file: self.file.to_owned(),
-            location: None,
-            key: Some(key),
-            message: message.into(),
-        }
+    fn error(&self, key: String, message: impl Into<String>) -> TomlError {
+        TomlError::at_key(self.file, key, message)
     }
 
-    fn resolve(&mut self, name: &str) -> Result<Policy, PolicyFileError> {
+    fn resolve(&mut self, name: &str) -> Result<Policy, TomlError> {
         if let Some(p) = self.done.get(name) {
             return Ok(p.clone());
         }
@@ -492,7 +412,7 @@ impl Resolver<'_> {
         parent_name: &str,
         mut p: Policy,
         s: &PolicySpec,
-    ) -> Result<Policy, PolicyFileError> {
+    ) -> Result<Policy, TomlError> {
         let key = |k: &str| format!("policies.{name}.{k}");
         p.name = name.to_owned();
         p.description = match &s.description {
@@ -588,7 +508,7 @@ impl Resolver<'_> {
         Ok(p)
     }
 
-    fn schedule(&self, key: &str, spec: &ScheduleSpec) -> Result<Schedule, PolicyFileError> {
+    fn schedule(&self, key: &str, spec: &ScheduleSpec) -> Result<Schedule, TomlError> {
         let jitter = |j: JitterSpec| match j {
             JitterSpec::None => Jitter::None,
             JitterSpec::Full => Jitter::Full,

@@ -1,4 +1,5 @@
 //! One module per subcommand.
 
 pub mod classify;
+pub mod mock;
 pub mod policy;
