@@ -1,0 +1,577 @@
+//! The behaviour every [`Store`] must have. Each check takes a fresh, empty
+//! store; [`conformance_tests!`](crate::conformance_tests) turns them into
+//! tests for an implementation.
+
+use crate::model::{AttemptRecord, Enqueued, Filter, MessageState, NewMessage, NextState};
+use crate::Store;
+
+/// A message to `destination` with key `key`, created at `at`.
+pub fn new_message(id: &str, destination: &str, key: &str, at: i64) -> NewMessage {
+    NewMessage {
+        id: id.to_owned(),
+        destination: destination.to_owned(),
+        method: "POST".to_owned(),
+        path: "/v1/things".to_owned(),
+        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+        body: br#"{"a":1}"#.to_vec(),
+        idempotency_key: key.to_owned(),
+        request_hash: format!("hash-of-{key}"),
+        marked_idempotent: false,
+        created_at: at,
+    }
+}
+
+fn failed(class: &str, decision: &str, reason: &str) -> AttemptRecord {
+    AttemptRecord {
+        started_at: 0,
+        latency_ms: 3,
+        status: Some(503),
+        class: class.to_owned(),
+        decision: decision.to_owned(),
+        reason: reason.to_owned(),
+        ..AttemptRecord::default()
+    }
+}
+
+async fn enqueue_one<S: Store>(s: &S, m: NewMessage) {
+    let r = s.enqueue(vec![m]).await.expect("enqueue");
+    assert!(matches!(r[0], Enqueued::Created(_)), "{r:?}");
+}
+
+/// An enqueued message is pending, due at once, and readable with no attempts.
+pub async fn enqueue_then_get<S: Store>(s: S) {
+    enqueue_one(&s, new_message("01A", "crm", "k1", 1_000)).await;
+    let (m, attempts) = s.get("01A".into()).await.expect("get").expect("found");
+    assert_eq!(m.state, MessageState::Pending);
+    assert_eq!(
+        (m.next_attempt_at, m.attempts, m.cycle),
+        (Some(1_000), 0, 1)
+    );
+    assert_eq!(m.body, br#"{"a":1}"#);
+    assert_eq!(
+        m.headers,
+        vec![("content-type".to_owned(), "application/json".to_owned())]
+    );
+    assert!(attempts.is_empty());
+    assert!(s.get("nope".into()).await.expect("get").is_none());
+}
+
+/// The same key with the same request is the same message; with another
+/// request it is a conflict; nothing is stored twice.
+pub async fn enqueue_dedupes_by_idempotency_key<S: Store>(s: S) {
+    enqueue_one(&s, new_message("01A", "crm", "k1", 1_000)).await;
+    let again = s
+        .enqueue(vec![new_message("01B", "crm", "k1", 2_000)])
+        .await
+        .expect("enqueue");
+    match &again[0] {
+        Enqueued::Duplicate(m) => assert_eq!(m.id, "01A"),
+        other => panic!("{other:?}"),
+    }
+    let mut different = new_message("01C", "crm", "k1", 3_000);
+    different.request_hash = "another".into();
+    let r = s.enqueue(vec![different]).await.expect("enqueue");
+    assert_eq!(
+        r[0],
+        Enqueued::Conflict {
+            existing_id: "01A".into()
+        }
+    );
+    // Within one batch too.
+    let r = s
+        .enqueue(vec![
+            new_message("01D", "crm", "k2", 1),
+            new_message("01E", "crm", "k2", 1),
+        ])
+        .await
+        .expect("enqueue");
+    assert!(
+        matches!(r[0], Enqueued::Created(_))
+            && matches!(&r[1], Enqueued::Duplicate(m) if m.id == "01D")
+    );
+    let page = s.list(Filter::default(), None, 100).await.expect("list");
+    assert_eq!(page.messages.len(), 2);
+}
+
+/// Claims take due messages oldest due first, lease them, and give them again
+/// only after the lease ends.
+pub async fn claim_leases_due_messages<S: Store>(s: S) {
+    enqueue_one(&s, new_message("01B", "crm", "k2", 2_000)).await;
+    enqueue_one(&s, new_message("01A", "crm", "k1", 1_000)).await;
+    enqueue_one(&s, new_message("01C", "crm", "k3", 9_000)).await;
+    let got = s
+        .claim(5_000, 10, "L1".into(), 65_000, vec![])
+        .await
+        .expect("claim");
+    let ids: Vec<_> = got.iter().map(|c| c.message.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        vec!["01A", "01B"],
+        "due ones, oldest due first; 01C is not due"
+    );
+    assert!(got.iter().all(|c| c.lease == "L1"));
+    assert!(s
+        .claim(6_000, 10, "L2".into(), 66_000, vec![])
+        .await
+        .expect("claim")
+        .is_empty());
+    assert_eq!(s.next_due().await.expect("next"), Some(9_000));
+    // The lease ends: they are due again (a crashed worker's messages come back).
+    let again = s
+        .claim(70_000, 10, "L3".into(), 130_000, vec![])
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 3);
+}
+
+/// `limit` and excluded destinations are respected.
+pub async fn claim_respects_limit_and_exclusions<S: Store>(s: S) {
+    for i in 0..5 {
+        enqueue_one(
+            &s,
+            new_message(&format!("01A{i}"), "crm", &format!("a{i}"), i),
+        )
+        .await;
+        enqueue_one(
+            &s,
+            new_message(&format!("01B{i}"), "erp", &format!("b{i}"), i),
+        )
+        .await;
+    }
+    let got = s
+        .claim(100, 3, "L".into(), 1_000, vec!["crm".into()])
+        .await
+        .expect("claim");
+    assert_eq!(got.len(), 3);
+    assert!(got.iter().all(|c| c.message.destination == "erp"));
+}
+
+/// Only the lease holder records; the attempt and the next state land together.
+pub async fn record_is_fenced_by_the_lease<S: Store>(s: S) {
+    enqueue_one(&s, new_message("01A", "crm", "k1", 0)).await;
+    let c = s
+        .claim(10, 1, "L1".into(), 1_000, vec![])
+        .await
+        .expect("claim");
+    assert_eq!(c.len(), 1);
+    let wrong = s
+        .record(
+            "01A".into(),
+            "other".into(),
+            failed("server", "retry", "schedule"),
+            NextState::Retry { at: 500 },
+            20,
+        )
+        .await
+        .expect("record");
+    assert!(!wrong, "a stale lease writes nothing");
+    assert!(s
+        .get("01A".into())
+        .await
+        .expect("get")
+        .expect("found")
+        .1
+        .is_empty());
+    let ok = s
+        .record(
+            "01A".into(),
+            "L1".into(),
+            failed("server", "retry", "schedule"),
+            NextState::Retry { at: 500 },
+            20,
+        )
+        .await
+        .expect("record");
+    assert!(ok);
+    let (m, attempts) = s.get("01A".into()).await.expect("get").expect("found");
+    assert_eq!(
+        (
+            m.state,
+            m.next_attempt_at,
+            m.attempts,
+            m.last_class.as_deref()
+        ),
+        (MessageState::Pending, Some(500), 1, Some("server"))
+    );
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        (attempts[0].n, attempts[0].cycle, attempts[0].attempt),
+        (1, 1, 1)
+    );
+    // Recording twice with the same lease does nothing: the lease was spent.
+    let twice = s
+        .record(
+            "01A".into(),
+            "L1".into(),
+            failed("server", "retry", "schedule"),
+            NextState::Retry { at: 500 },
+            20,
+        )
+        .await
+        .expect("record");
+    assert!(!twice);
+}
+
+/// A worker whose lease expired cannot overwrite the attempt of the worker that
+/// took the message over.
+pub async fn an_expired_lease_loses_to_the_new_holder<S: Store>(s: S) {
+    enqueue_one(&s, new_message("01A", "crm", "k1", 0)).await;
+    s.claim(10, 1, "old".into(), 100, vec![])
+        .await
+        .expect("claim");
+    let taken = s
+        .claim(200, 1, "new".into(), 1_000, vec![])
+        .await
+        .expect("claim");
+    assert_eq!(taken.len(), 1);
+    let new = s
+        .record(
+            "01A".into(),
+            "new".into(),
+            failed("success", "delivered", "success"),
+            NextState::Delivered,
+            300,
+        )
+        .await
+        .expect("record");
+    let old = s
+        .record(
+            "01A".into(),
+            "old".into(),
+            failed("server", "park", "exhausted"),
+            NextState::Parked {
+                reason: "exhausted".into(),
+            },
+            400,
+        )
+        .await
+        .expect("record");
+    assert!(new && !old);
+    let (m, attempts) = s.get("01A".into()).await.expect("get").expect("found");
+    assert_eq!(m.state, MessageState::Delivered);
+    assert_eq!(attempts.len(), 1);
+}
+
+/// Parked messages keep their history, can be redriven as a new cycle, or
+/// discarded; only parked ones.
+pub async fn park_redrive_and_discard<S: Store>(s: S) {
+    enqueue_one(&s, new_message("01A", "crm", "k1", 0)).await;
+    enqueue_one(&s, new_message("01B", "crm", "k2", 0)).await;
+    for id in ["01A", "01B"] {
+        let c = s
+            .claim(10, 1, format!("L-{id}"), 1_000, vec![])
+            .await
+            .expect("claim");
+        assert_eq!(c.len(), 1);
+        let parked = s
+            .record(
+                id.into(),
+                format!("L-{id}"),
+                failed("content", "park", "not_retryable"),
+                NextState::Parked {
+                    reason: "not_retryable".into(),
+                },
+                20,
+            )
+            .await
+            .expect("record");
+        assert!(parked);
+    }
+    let (m, _) = s.get("01A".into()).await.expect("get").expect("found");
+    assert_eq!(
+        (m.state, m.park_reason.as_deref(), m.next_attempt_at),
+        (MessageState::Parked, Some("not_retryable"), None)
+    );
+    assert!(
+        s.claim(10_000, 10, "L".into(), 20_000, vec![])
+            .await
+            .expect("claim")
+            .is_empty(),
+        "parked is never claimed"
+    );
+
+    let redriven = s
+        .redrive(vec!["01A".into(), "nope".into()], 5_000)
+        .await
+        .expect("redrive");
+    assert_eq!(redriven, vec!["01A".to_owned()]);
+    let (m, attempts) = s.get("01A".into()).await.expect("get").expect("found");
+    assert_eq!(
+        (
+            m.state,
+            m.cycle,
+            m.attempts,
+            m.cycle_started_at,
+            m.next_attempt_at
+        ),
+        (MessageState::Pending, 2, 0, 5_000, Some(5_000))
+    );
+    assert_eq!(m.park_reason, None);
+    assert_eq!(attempts.len(), 1, "history kept");
+    assert!(
+        s.redrive(vec!["01A".into()], 6_000)
+            .await
+            .expect("redrive")
+            .is_empty(),
+        "only parked ones"
+    );
+
+    let c = s
+        .claim(5_000, 1, "L2".into(), 9_000, vec![])
+        .await
+        .expect("claim");
+    assert_eq!(c[0].message.id, "01A");
+    s.record(
+        "01A".into(),
+        "L2".into(),
+        failed("success", "delivered", "success"),
+        NextState::Delivered,
+        5_100,
+    )
+    .await
+    .expect("record");
+    let (_, attempts) = s.get("01A".into()).await.expect("get").expect("found");
+    assert_eq!(
+        (attempts[1].n, attempts[1].cycle, attempts[1].attempt),
+        (2, 2, 1)
+    );
+
+    assert_eq!(
+        s.discard(vec!["01A".into(), "01B".into()], 7_000)
+            .await
+            .expect("discard"),
+        vec!["01B".to_owned()]
+    );
+    let (m, _) = s.get("01B".into()).await.expect("get").expect("found");
+    assert_eq!(m.state, MessageState::Discarded);
+}
+
+/// Bulk redrive by filter touches only parked messages that match.
+pub async fn redrive_by_filter<S: Store>(s: S) {
+    for (i, (dest, reason)) in [
+        ("crm", "exhausted"),
+        ("crm", "not_retryable"),
+        ("erp", "exhausted"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = format!("01{i}");
+        enqueue_one(&s, new_message(&id, dest, &format!("k{i}"), 0)).await;
+        s.claim(1, 1, format!("L{i}"), 100, vec![])
+            .await
+            .expect("claim");
+        s.record(
+            id,
+            format!("L{i}"),
+            failed("server", "park", reason),
+            NextState::Parked {
+                reason: (*reason).into(),
+            },
+            2,
+        )
+        .await
+        .expect("record");
+    }
+    enqueue_one(&s, new_message("01P", "crm", "kp", 0)).await;
+    let filter = Filter {
+        destination: Some("crm".into()),
+        reason: Some("exhausted".into()),
+        ..Filter::default()
+    };
+    assert_eq!(
+        s.redrive_matching(filter, 10, 100).await.expect("redrive"),
+        vec!["010".to_owned()]
+    );
+    let all = s
+        .redrive_matching(Filter::default(), 10, 1)
+        .await
+        .expect("redrive");
+    assert_eq!(all.len(), 1, "limit");
+}
+
+/// Released messages are due again without spending an attempt.
+pub async fn release_spends_no_attempt<S: Store>(s: S) {
+    enqueue_one(&s, new_message("01A", "crm", "k1", 0)).await;
+    s.claim(1, 1, "L".into(), 1_000, vec![])
+        .await
+        .expect("claim");
+    assert_eq!(
+        s.release(
+            vec![("01A".into(), "L".into()), ("01A".into(), "x".into())],
+            50
+        )
+        .await
+        .expect("release"),
+        1
+    );
+    let (m, attempts) = s.get("01A".into()).await.expect("get").expect("found");
+    assert_eq!((m.attempts, m.next_attempt_at), (0, Some(50)));
+    assert!(attempts.is_empty());
+    assert_eq!(
+        s.claim(50, 1, "L2".into(), 1_000, vec![])
+            .await
+            .expect("claim")
+            .len(),
+        1
+    );
+}
+
+/// Listing pages by id with a cursor and filters.
+pub async fn list_pages_and_filters<S: Store>(s: S) {
+    for i in 0..7 {
+        let dest = if i % 2 == 0 { "crm" } else { "erp" };
+        enqueue_one(
+            &s,
+            new_message(&format!("01{i}"), dest, &format!("k{i}"), i),
+        )
+        .await;
+    }
+    let first = s.list(Filter::default(), None, 3).await.expect("list");
+    assert_eq!(
+        first
+            .messages
+            .iter()
+            .map(|m| m.id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["010", "011", "012"]
+    );
+    let second = s
+        .list(Filter::default(), first.next.clone(), 3)
+        .await
+        .expect("list");
+    assert_eq!(second.messages[0].id, "013");
+    let third = s
+        .list(Filter::default(), second.next.clone(), 3)
+        .await
+        .expect("list");
+    assert_eq!((third.messages.len(), third.next.clone()), (1, None));
+    let crm = s
+        .list(
+            Filter {
+                destination: Some("crm".into()),
+                ..Filter::default()
+            },
+            None,
+            100,
+        )
+        .await
+        .expect("list");
+    assert_eq!(crm.messages.len(), 4);
+    let parked = s
+        .list(
+            Filter {
+                state: Some(MessageState::Parked),
+                ..Filter::default()
+            },
+            None,
+            100,
+        )
+        .await
+        .expect("list");
+    assert!(parked.messages.is_empty());
+}
+
+/// Retention deletes old delivered and discarded messages, never parked or
+/// pending ones.
+pub async fn purge_keeps_parked_and_pending<S: Store>(s: S) {
+    for (i, next) in [
+        NextState::Delivered,
+        NextState::Parked {
+            reason: "exhausted".into(),
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("01{i}");
+        enqueue_one(&s, new_message(&id, "crm", &format!("k{i}"), 0)).await;
+        s.claim(1, 1, format!("L{i}"), 100, vec![])
+            .await
+            .expect("claim");
+        s.record(id, format!("L{i}"), failed("server", "x", "y"), next, 10)
+            .await
+            .expect("record");
+    }
+    enqueue_one(&s, new_message("01P", "crm", "kp", 0)).await;
+    assert_eq!(s.purge(1_000_000).await.expect("purge"), 1);
+    assert!(s.get("010".into()).await.expect("get").is_none());
+    assert!(s.get("011".into()).await.expect("get").is_some());
+    assert!(s.get("01P".into()).await.expect("get").is_some());
+}
+
+/// Stats count by destination and state; the report counts failed attempts.
+pub async fn stats_and_report<S: Store>(s: S) {
+    enqueue_one(&s, new_message("01A", "crm", "k1", 100)).await;
+    enqueue_one(&s, new_message("01B", "crm", "k2", 50)).await;
+    s.claim(200, 1, "L".into(), 1_000, vec![])
+        .await
+        .expect("claim");
+    let mut a = failed("server", "park", "exhausted");
+    a.started_at = 300;
+    s.record(
+        "01B".into(),
+        "L".into(),
+        a,
+        NextState::Parked {
+            reason: "exhausted".into(),
+        },
+        300,
+    )
+    .await
+    .expect("record");
+    let stats = s.stats(400).await.expect("stats");
+    let mut by = stats.by_destination_state.clone();
+    by.sort_by_key(|(_, st, _)| st.as_str());
+    assert_eq!(
+        by,
+        vec![
+            ("crm".to_owned(), MessageState::Parked, 1),
+            ("crm".to_owned(), MessageState::Pending, 1)
+        ]
+    );
+    assert_eq!(stats.oldest_due_at, Some(100));
+    let report = s.report(0).await.expect("report");
+    assert_eq!(report.len(), 1);
+    assert_eq!(
+        (
+            report[0].class.as_str(),
+            report[0].attempts,
+            report[0].parked
+        ),
+        ("server", 1, 1)
+    );
+    assert!(s.report(301).await.expect("report").is_empty());
+}
+
+/// Generates one `#[tokio::test]` per conformance check. `$make` is an async
+/// expression giving a fresh store (it may capture a guard that keeps a temp
+/// directory alive: return `(store, guard)`).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@each $make;
+            enqueue_then_get,
+            enqueue_dedupes_by_idempotency_key,
+            claim_leases_due_messages,
+            claim_respects_limit_and_exclusions,
+            record_is_fenced_by_the_lease,
+            an_expired_lease_loses_to_the_new_holder,
+            park_redrive_and_discard,
+            redrive_by_filter,
+            release_spends_no_attempt,
+            list_pages_and_filters,
+            purge_keeps_parked_and_pending,
+            stats_and_report
+        );
+    };
+    (@each $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (store, _guard) = $make.await;
+                $crate::conformance::$name(store).await;
+            }
+        )*
+    };
+}

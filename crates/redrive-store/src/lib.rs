@@ -1,0 +1,131 @@
+//! redrive's durable store.
+//!
+//! The [`Store`] trait is the engine's only way to change a message: enqueue it,
+//! claim it under a lease, record an attempt together with the next state (one
+//! transaction), release it, redrive or discard it. Implementations: [`sqlite`]
+//! (the embedded default); PostgreSQL follows. [`conformance`] is the suite
+//! every implementation must pass.
+//!
+//! **A method returns only after its writes are durable**: an enqueue that
+//! returned `Ok` survives `kill -9`.
+
+use std::future::Future;
+
+pub mod conformance;
+pub mod model;
+pub mod sqlite;
+
+pub use model::{
+    AttemptRecord, Claimed, Enqueued, Filter, Message, MessageState, NewMessage, NextState, Page,
+    ReportRow, Stats,
+};
+pub use sqlite::SqliteStore;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("database: {0}")]
+    Database(String),
+    /// The store's worker thread is gone (the store was closed).
+    #[error("the store is closed")]
+    Closed,
+    /// The database URL or file is not usable.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Every change to a message goes through these methods; each is atomic.
+///
+/// Times are milliseconds since the Unix epoch, passed in by the caller.
+pub trait Store: Clone + Send + Sync + 'static {
+    /// Stores new messages, deduplicating by idempotency key, and returns once
+    /// they are durable.
+    fn enqueue(
+        &self,
+        batch: Vec<NewMessage>,
+    ) -> impl Future<Output = Result<Vec<Enqueued>, StoreError>> + Send;
+
+    /// Claims up to `limit` pending messages due at `now`, oldest due first,
+    /// skipping `exclude`d destinations. Each is leased to `lease` until
+    /// `lease_until`: if no attempt is recorded by then, it is due again.
+    fn claim(
+        &self,
+        now: i64,
+        limit: usize,
+        lease: String,
+        lease_until: i64,
+        exclude: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<Claimed>, StoreError>> + Send;
+
+    /// Records an attempt and the message's next state in one transaction, if
+    /// the lease is still held. Returns false (and writes nothing) otherwise.
+    fn record(
+        &self,
+        id: String,
+        lease: String,
+        attempt: AttemptRecord,
+        next: NextState,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives leased messages back without spending an attempt, due at
+    /// `due_at` (for example when a circuit opened, or at shutdown).
+    fn release(
+        &self,
+        leases: Vec<(String, String)>,
+        due_at: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The earliest time a pending message is due, if any is pending.
+    fn next_due(&self) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+
+    /// A message and all its attempts, oldest first.
+    fn get(
+        &self,
+        id: String,
+    ) -> impl Future<Output = Result<Option<(Message, Vec<AttemptRecord>)>, StoreError>> + Send;
+
+    /// Messages matching `filter`, by id, after `cursor`.
+    fn list(
+        &self,
+        filter: Filter,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page, StoreError>> + Send;
+
+    /// Puts parked messages back into delivery as a new cycle; returns the ids
+    /// that were parked (others are left alone).
+    fn redrive(
+        &self,
+        ids: Vec<String>,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// Redrives up to `limit` parked messages matching `filter` (its state is
+    /// ignored); returns their ids.
+    fn redrive_matching(
+        &self,
+        filter: Filter,
+        now: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// Discards parked messages; returns the ids that were parked.
+    fn discard(
+        &self,
+        ids: Vec<String>,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// Deletes delivered and discarded messages last changed before `before`.
+    /// Parked and pending messages are never purged.
+    fn purge(&self, before: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Counts per destination and state, and the oldest due time.
+    fn stats(&self, now: i64) -> impl Future<Output = Result<Stats, StoreError>> + Send;
+
+    /// Failed attempts per destination and class since `since`.
+    fn report(&self, since: i64)
+        -> impl Future<Output = Result<Vec<ReportRow>, StoreError>> + Send;
+}

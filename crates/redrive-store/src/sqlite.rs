@@ -1,0 +1,718 @@
+//! The embedded SQLite store.
+//!
+//! One writer thread owns the write connection and commits in groups: it takes
+//! every job waiting in its queue (up to [`MAX_GROUP`]), runs each inside its own
+//! savepoint of one transaction, commits once (one fsync, `synchronous = FULL`)
+//! and only then answers them all. That is how an enqueue is acknowledged only
+//! once durable without paying an fsync per message. A second thread with its
+//! own connection serves reads (WAL lets them run beside the writer).
+
+use std::path::{Path, PathBuf};
+use std::thread;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::model::{
+    AttemptRecord, Claimed, Enqueued, Filter, Message, MessageState, NewMessage, NextState, Page,
+    ReportRow, Stats,
+};
+use crate::{Store, StoreError};
+
+/// The most jobs committed in one transaction.
+pub const MAX_GROUP: usize = 1024;
+
+/// Schema migrations, in order; `PRAGMA user_version` says how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE messages (
+    id                TEXT PRIMARY KEY,
+    destination       TEXT NOT NULL,
+    method            TEXT NOT NULL,
+    path              TEXT NOT NULL,
+    headers           TEXT NOT NULL,
+    body              BLOB NOT NULL,
+    idempotency_key   TEXT NOT NULL UNIQUE,
+    request_hash      TEXT NOT NULL,
+    marked_idempotent INTEGER NOT NULL,
+    state             TEXT NOT NULL,
+    park_reason       TEXT,
+    last_class        TEXT,
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    total_attempts    INTEGER NOT NULL DEFAULT 0,
+    cycle             INTEGER NOT NULL DEFAULT 1,
+    cycle_started_at  INTEGER NOT NULL,
+    next_attempt_at   INTEGER,
+    lease             TEXT,
+    created_at        INTEGER NOT NULL,
+    updated_at        INTEGER NOT NULL
+);
+CREATE INDEX messages_due ON messages (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX messages_by_state ON messages (state, destination, id);
+CREATE INDEX messages_by_update ON messages (state, updated_at);
+CREATE TABLE attempts (
+    message_id        TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    n                 INTEGER NOT NULL,
+    cycle             INTEGER NOT NULL,
+    attempt           INTEGER NOT NULL,
+    started_at        INTEGER NOT NULL,
+    latency_ms        INTEGER NOT NULL,
+    status            INTEGER,
+    transport         TEXT,
+    class             TEXT NOT NULL,
+    decision          TEXT NOT NULL,
+    reason            TEXT NOT NULL,
+    delay_ms          INTEGER,
+    response_excerpt  TEXT,
+    detail            TEXT,
+    link_identities   TEXT,
+    PRIMARY KEY (message_id, n)
+) WITHOUT ROWID;
+CREATE INDEX attempts_by_start ON attempts (started_at);
+"#];
+
+const COLUMNS: &str = "id, destination, method, path, headers, body, idempotency_key, request_hash, \
+    marked_idempotent, state, park_reason, last_class, attempts, total_attempts, cycle, cycle_started_at, \
+    next_attempt_at, created_at, updated_at";
+
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type WriteJob = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+/// The SQLite store. Cheap to clone: clones share the two worker threads.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    writer: mpsc::UnboundedSender<WriteJob>,
+    reader: mpsc::UnboundedSender<ReadJob>,
+    path: PathBuf,
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, runs pending
+    /// migrations and starts the worker threads.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let write_conn = connect(path)?;
+        migrate(&write_conn)?;
+        let read_conn = connect(path)?;
+        let (writer, mut write_rx) = mpsc::unbounded_channel::<WriteJob>();
+        let (reader, mut read_rx) = mpsc::unbounded_channel::<ReadJob>();
+        thread::Builder::new()
+            .name("redrive-sqlite-writer".into())
+            .spawn(move || {
+                let mut group: Vec<WriteJob> = Vec::with_capacity(MAX_GROUP);
+                while let Some(first) = write_rx.blocking_recv() {
+                    group.push(first);
+                    while group.len() < MAX_GROUP {
+                        match write_rx.try_recv() {
+                            Ok(job) => group.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    commit_group(&write_conn, group.drain(..));
+                }
+            })
+            .map_err(|e| StoreError::Config(format!("cannot start the writer thread: {e}")))?;
+        thread::Builder::new()
+            .name("redrive-sqlite-reader".into())
+            .spawn(move || {
+                while let Some(job) = read_rx.blocking_recv() {
+                    job(&read_conn);
+                }
+            })
+            .map_err(|e| StoreError::Config(format!("cannot start the reader thread: {e}")))?;
+        Ok(SqliteStore {
+            writer,
+            reader,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Opens the database a `sqlite://PATH` URL names.
+    pub fn open_url(url: &str) -> Result<SqliteStore, StoreError> {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| {
+                StoreError::Config(format!(
+                    "`{url}` is not a sqlite URL; write sqlite://redrive.db"
+                ))
+            })?;
+        SqliteStore::open(Path::new(path))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let job: WriteJob = Box::new(move |conn| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let done: Completion = Box::new(move |commit| {
+                let _ = tx.send(commit.and(result));
+            });
+            (ok, done)
+        });
+        self.writer.send(job).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            let _ = tx.send(f(conn));
+        });
+        self.reader.send(job).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|e| {
+        StoreError::Config(format!("cannot open the database {}: {e}", path.display()))
+    })?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+    )
+    .map_err(|e| StoreError::Config(format!("cannot use the database {}: {e}", path.display())))?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .map_err(db)?
+        .try_into()
+        .unwrap_or(0);
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Config(format!(
+            "the database is at schema version {version}, newer than this redrive knows ({}); upgrade redrive",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        conn.execute_batch(&format!(
+            "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))
+        .map_err(|e| StoreError::Database(format!("migration {}: {e}", i + 1)))?;
+    }
+    Ok(())
+}
+
+/// Runs every job of the group in one transaction, each in a savepoint (a job
+/// that fails is undone alone), commits, then completes them all.
+fn commit_group(conn: &Connection, jobs: impl Iterator<Item = WriteJob>) {
+    let mut done: Vec<Completion> = Vec::new();
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let err = e.to_string();
+        for job in jobs {
+            let (_, complete) = job(conn);
+            complete(Err(StoreError::Database(err.clone())));
+        }
+        return;
+    }
+    for job in jobs {
+        let _ = conn.execute_batch("SAVEPOINT job");
+        let (ok, complete) = job(conn);
+        let _ = if ok {
+            conn.execute_batch("RELEASE job")
+        } else {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+        };
+        done.push(complete);
+    }
+    let commit = conn.execute_batch("COMMIT").map_err(db);
+    if commit.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for complete in done {
+        complete(match &commit {
+            Ok(()) => Ok(()),
+            Err(e) => Err(StoreError::Database(e.to_string())),
+        });
+    }
+}
+
+fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
+    let headers: String = r.get(4)?;
+    let state: String = r.get(9)?;
+    Ok(Message {
+        id: r.get(0)?,
+        destination: r.get(1)?,
+        method: r.get(2)?,
+        path: r.get(3)?,
+        headers: serde_json::from_str(&headers).unwrap_or_default(),
+        body: r.get(5)?,
+        idempotency_key: r.get(6)?,
+        request_hash: r.get(7)?,
+        marked_idempotent: r.get(8)?,
+        state: MessageState::parse(&state).unwrap_or(MessageState::Pending),
+        park_reason: r.get(10)?,
+        last_class: r.get(11)?,
+        attempts: r.get(12)?,
+        total_attempts: r.get(13)?,
+        cycle: r.get(14)?,
+        cycle_started_at: r.get(15)?,
+        next_attempt_at: r.get(16)?,
+        created_at: r.get(17)?,
+        updated_at: r.get(18)?,
+    })
+}
+
+fn attempt_from_row(r: &Row<'_>) -> rusqlite::Result<AttemptRecord> {
+    Ok(AttemptRecord {
+        n: r.get(0)?,
+        cycle: r.get(1)?,
+        attempt: r.get(2)?,
+        started_at: r.get(3)?,
+        latency_ms: r.get::<_, i64>(4)?.max(0) as u64,
+        status: r.get(5)?,
+        transport: r.get(6)?,
+        class: r.get(7)?,
+        decision: r.get(8)?,
+        reason: r.get(9)?,
+        delay_ms: r.get::<_, Option<i64>>(10)?.map(|d| d.max(0) as u64),
+        response_excerpt: r.get(11)?,
+        detail: r.get(12)?,
+        link_identities: r.get(13)?,
+    })
+}
+
+fn get_by_key(conn: &Connection, key: &str) -> rusqlite::Result<Option<Message>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM messages WHERE idempotency_key = ?1"
+    ))?
+    .query_row([key], message_from_row)
+    .optional()
+}
+
+/// `(clause, values)` for a filter, AND-ed after `WHERE 1 = 1`.
+fn filter_sql(f: &Filter, params: &mut Vec<rusqlite::types::Value>) -> String {
+    use rusqlite::types::Value;
+    let mut sql = String::new();
+    if let Some(s) = f.state {
+        sql.push_str(" AND state = ?");
+        params.push(Value::Text(s.as_str().to_owned()));
+    }
+    if let Some(d) = &f.destination {
+        sql.push_str(" AND destination = ?");
+        params.push(Value::Text(d.clone()));
+    }
+    if let Some(c) = &f.class {
+        sql.push_str(" AND last_class = ?");
+        params.push(Value::Text(c.clone()));
+    }
+    if let Some(r) = &f.reason {
+        sql.push_str(" AND park_reason = ?");
+        params.push(Value::Text(r.clone()));
+    }
+    if let Some(t) = f.since {
+        sql.push_str(" AND updated_at >= ?");
+        params.push(Value::Integer(t));
+    }
+    sql
+}
+
+fn redrive_ids(conn: &Connection, ids: &[String], now: i64) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE messages SET state = 'pending', park_reason = NULL, attempts = 0, cycle = cycle + 1, \
+             cycle_started_at = ?2, next_attempt_at = ?2, lease = NULL, updated_at = ?2 \
+             WHERE id = ?1 AND state = 'parked'",
+        )
+        .map_err(db)?;
+    let mut done = Vec::new();
+    for id in ids {
+        if stmt.execute(params![id, now]).map_err(db)? == 1 {
+            done.push(id.clone());
+        }
+    }
+    Ok(done)
+}
+
+impl Store for SqliteStore {
+    async fn enqueue(&self, batch: Vec<NewMessage>) -> Result<Vec<Enqueued>, StoreError> {
+        self.write(move |conn| {
+            let mut out = Vec::with_capacity(batch.len());
+            let mut insert = conn
+                .prepare_cached(
+                    "INSERT INTO messages (id, destination, method, path, headers, body, idempotency_key, \
+                     request_hash, marked_idempotent, state, cycle_started_at, next_attempt_at, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?10, ?10, ?10) \
+                     ON CONFLICT (idempotency_key) DO NOTHING",
+                )
+                .map_err(db)?;
+            for m in batch {
+                let headers = serde_json::to_string(&m.headers).map_err(|e| StoreError::Database(e.to_string()))?;
+                let inserted = insert
+                    .execute(params![
+                        m.id,
+                        m.destination,
+                        m.method,
+                        m.path,
+                        headers,
+                        m.body,
+                        m.idempotency_key,
+                        m.request_hash,
+                        m.marked_idempotent,
+                        m.created_at
+                    ])
+                    .map_err(db)?;
+                let stored = get_by_key(conn, &m.idempotency_key)
+                    .map_err(db)?
+                    .ok_or_else(|| StoreError::Database("the message vanished after insert".into()))?;
+                out.push(if inserted == 1 {
+                    Enqueued::Created(stored)
+                } else if stored.request_hash == m.request_hash {
+                    Enqueued::Duplicate(stored)
+                } else {
+                    Enqueued::Conflict { existing_id: stored.id }
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        now: i64,
+        limit: usize,
+        lease: String,
+        lease_until: i64,
+        exclude: Vec<String>,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.write(move |conn| {
+            let excluded = serde_json::to_string(&exclude).map_err(|e| StoreError::Database(e.to_string()))?;
+            // Due messages, oldest due first. While leased, a message's due
+            // time is its lease's end: if the lease holder dies, it is due again.
+            let ids: Vec<String> = conn
+                .prepare_cached(
+                    "SELECT id FROM messages WHERE state = 'pending' AND next_attempt_at <= ?1 \
+                     AND destination NOT IN (SELECT value FROM json_each(?2)) \
+                     ORDER BY next_attempt_at, id LIMIT ?3",
+                )
+                .map_err(db)?
+                .query_map(params![now, excluded, limit as i64], |r| r.get(0))
+                .map_err(db)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(db)?;
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "UPDATE messages SET lease = ?1, next_attempt_at = ?2 WHERE id = ?3 RETURNING {COLUMNS}"
+                ))
+                .map_err(db)?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let message = stmt
+                    .query_row(params![lease, lease_until, id], message_from_row)
+                    .map_err(db)?;
+                out.push(Claimed {
+                    message,
+                    lease: lease.clone(),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn record(
+        &self,
+        id: String,
+        lease: String,
+        attempt: AttemptRecord,
+        next: NextState,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            let (state, reason, next_at) = match &next {
+                NextState::Delivered => ("delivered", None, None),
+                NextState::Retry { at } => ("pending", None, Some(*at)),
+                NextState::Parked { reason } => ("parked", Some(reason.as_str()), None),
+            };
+            let counters: Option<(u32, u32, u32)> = conn
+                .prepare_cached(
+                    "UPDATE messages SET state = ?1, park_reason = ?2, last_class = ?3, attempts = attempts + 1, \
+                     total_attempts = total_attempts + 1, next_attempt_at = ?4, lease = NULL, updated_at = ?5 \
+                     WHERE id = ?6 AND lease = ?7 AND state = 'pending' \
+                     RETURNING total_attempts, cycle, attempts",
+                )
+                .map_err(db)?
+                .query_row(params![state, reason, attempt.class, next_at, now, id, lease], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
+                .map_err(db)?;
+            let Some((n, cycle, in_cycle)) = counters else {
+                return Ok(false);
+            };
+            conn.prepare_cached(
+                "INSERT INTO attempts (message_id, n, cycle, attempt, started_at, latency_ms, status, transport, \
+                 class, decision, reason, delay_ms, response_excerpt, detail, link_identities) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )
+            .map_err(db)?
+            .execute(params![
+                id,
+                n,
+                cycle,
+                in_cycle,
+                attempt.started_at,
+                attempt.latency_ms as i64,
+                attempt.status,
+                attempt.transport,
+                attempt.class,
+                attempt.decision,
+                attempt.reason,
+                attempt.delay_ms.map(|d| d as i64),
+                attempt.response_excerpt,
+                attempt.detail,
+                attempt.link_identities
+            ])
+            .map_err(db)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn release(&self, leases: Vec<(String, String)>, due_at: i64) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "UPDATE messages SET lease = NULL, next_attempt_at = ?3 \
+                     WHERE id = ?1 AND lease = ?2 AND state = 'pending'",
+                )
+                .map_err(db)?;
+            let mut n = 0;
+            for (id, lease) in &leases {
+                n += stmt.execute(params![id, lease, due_at]).map_err(db)? as u64;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT MIN(next_attempt_at) FROM messages WHERE state = 'pending'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn get(&self, id: String) -> Result<Option<(Message, Vec<AttemptRecord>)>, StoreError> {
+        self.read(move |conn| {
+            let Some(m) = conn
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM messages WHERE id = ?1"))
+                .map_err(db)?
+                .query_row([&id], message_from_row)
+                .optional()
+                .map_err(db)?
+            else {
+                return Ok(None);
+            };
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT n, cycle, attempt, started_at, latency_ms, status, transport, class, decision, reason, \
+                     delay_ms, response_excerpt, detail, link_identities FROM attempts WHERE message_id = ?1 ORDER BY n",
+                )
+                .map_err(db)?;
+            let attempts = stmt
+                .query_map([&id], attempt_from_row)
+                .map_err(db)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db)?;
+            Ok(Some((m, attempts)))
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        filter: Filter,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        self.read(move |conn| {
+            let mut values = Vec::new();
+            let mut sql = format!("SELECT {COLUMNS} FROM messages WHERE 1 = 1");
+            sql.push_str(&filter_sql(&filter, &mut values));
+            if let Some(c) = cursor {
+                sql.push_str(" AND id > ?");
+                values.push(rusqlite::types::Value::Text(c));
+            }
+            sql.push_str(" ORDER BY id LIMIT ?");
+            values.push(rusqlite::types::Value::Integer(limit as i64 + 1));
+            let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
+            let mut messages = stmt
+                .query_map(rusqlite::params_from_iter(values), message_from_row)
+                .map_err(db)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db)?;
+            let next = if messages.len() > limit {
+                messages.truncate(limit);
+                messages.last().map(|m| m.id.clone())
+            } else {
+                None
+            };
+            Ok(Page { messages, next })
+        })
+        .await
+    }
+
+    async fn redrive(&self, ids: Vec<String>, now: i64) -> Result<Vec<String>, StoreError> {
+        self.write(move |conn| redrive_ids(conn, &ids, now)).await
+    }
+
+    async fn redrive_matching(
+        &self,
+        filter: Filter,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.write(move |conn| {
+            let filter = Filter {
+                state: Some(MessageState::Parked),
+                ..filter
+            };
+            let mut values = Vec::new();
+            let mut sql = "SELECT id FROM messages WHERE 1 = 1".to_owned();
+            sql.push_str(&filter_sql(&filter, &mut values));
+            sql.push_str(" ORDER BY id LIMIT ?");
+            values.push(rusqlite::types::Value::Integer(limit as i64));
+            let ids = conn
+                .prepare_cached(&sql)
+                .map_err(db)?
+                .query_map(rusqlite::params_from_iter(values), |r| {
+                    r.get::<_, String>(0)
+                })
+                .map_err(db)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db)?;
+            redrive_ids(conn, &ids, now)
+        })
+        .await
+    }
+
+    async fn discard(&self, ids: Vec<String>, now: i64) -> Result<Vec<String>, StoreError> {
+        self.write(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "UPDATE messages SET state = 'discarded', next_attempt_at = NULL, lease = NULL, updated_at = ?2 \
+                     WHERE id = ?1 AND state = 'parked'",
+                )
+                .map_err(db)?;
+            let mut done = Vec::new();
+            for id in ids {
+                if stmt.execute(params![id, now]).map_err(db)? == 1 {
+                    done.push(id);
+                }
+            }
+            Ok(done)
+        })
+        .await
+    }
+
+    async fn purge(&self, before: i64) -> Result<u64, StoreError> {
+        // In slices, so the writer is never held long.
+        let mut total = 0;
+        loop {
+            let n = self
+                .write(move |conn| {
+                    conn.execute(
+                        "DELETE FROM messages WHERE id IN (SELECT id FROM messages \
+                         WHERE state IN ('delivered', 'discarded') AND updated_at < ?1 LIMIT 5000)",
+                        [before],
+                    )
+                    .map_err(db)
+                })
+                .await? as u64;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn stats(&self, _now: i64) -> Result<Stats, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT destination, state, COUNT(*) FROM messages GROUP BY destination, state",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    let state: String = r.get(1)?;
+                    Ok((r.get::<_, String>(0)?, state, r.get::<_, i64>(2)?))
+                })
+                .map_err(db)?;
+            let mut by = Vec::new();
+            for row in rows {
+                let (d, s, n) = row.map_err(db)?;
+                if let Some(state) = MessageState::parse(&s) {
+                    by.push((d, state, n.max(0) as u64));
+                }
+            }
+            let oldest_due_at = conn
+                .query_row(
+                    "SELECT MIN(next_attempt_at) FROM messages WHERE state = 'pending'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            Ok(Stats {
+                by_destination_state: by,
+                oldest_due_at,
+            })
+        })
+        .await
+    }
+
+    async fn report(&self, since: i64) -> Result<Vec<ReportRow>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT m.destination, a.class, COUNT(*), COUNT(DISTINCT a.message_id), \
+                     COUNT(DISTINCT CASE WHEN m.state = 'parked' THEN m.id END) \
+                     FROM attempts a JOIN messages m ON m.id = a.message_id \
+                     WHERE a.started_at >= ?1 AND a.class != 'success' \
+                     GROUP BY m.destination, a.class ORDER BY m.destination, COUNT(*) DESC",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([since], |r| {
+                    Ok(ReportRow {
+                        destination: r.get(0)?,
+                        class: r.get(1)?,
+                        attempts: r.get::<_, i64>(2)?.max(0) as u64,
+                        messages: r.get::<_, i64>(3)?.max(0) as u64,
+                        parked: r.get::<_, i64>(4)?.max(0) as u64,
+                    })
+                })
+                .map_err(db)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db)?;
+            Ok(rows)
+        })
+        .await
+    }
+}
