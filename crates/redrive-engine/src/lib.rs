@@ -1,13 +1,26 @@
-//! redrive's delivery engine.
+//! redrive's delivery engine: the scheduler that claims due messages under a
+//! lease, the workers that attempt them over pooled HTTP connections within
+//! each destination's limits, and the pieces they stack: rate limit,
+//! concurrency limit, circuit breaker, timeout, signing.
 //!
-//! Today it holds the part every other piece builds on: [`client`], the HTTP
-//! client that makes one attempt and reports its outcome in the core's terms
-//! (a response, or a named transport failure that says whether the request may
-//! have reached the receiver). The scheduler, workers, limits and breakers come
-//! with the engine issue.
+//! The engine reports; it does not decide. Every outcome goes to
+//! `redrive_core` for the decision and to the store, which records the attempt
+//! and the next state in one transaction.
 
+pub mod alerts;
+pub mod breaker;
 pub mod client;
+pub mod destination;
+pub mod engine;
+pub mod limits;
+pub mod redact;
+pub mod signing;
 
+pub use breaker::{BreakerConfig, CircuitState};
 pub use client::{
     Attempted, ClientConfig, HttpClient, OutboundRequest, ReceivedResponse, TransportError,
 };
+pub use destination::Destination;
+pub use engine::{build_request, Clock, Engine, EngineConfig, SystemClock};
+pub use limits::Rate;
+pub use signing::SigningSecret;

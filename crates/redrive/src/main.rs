@@ -28,6 +28,8 @@ enum Command {
     Policy(cmd::policy::Command),
     /// Serve a scripted HTTP endpoint that plays failures (fault injection).
     Mock(cmd::mock::Args),
+    /// Run the delivery engine and its HTTP API.
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Command::Classify(args) => cmd::classify::run(args),
         Command::Policy(command) => cmd::policy::run(command),
         Command::Mock(args) => cmd::mock::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
     };
     match result {
         Ok(code) => code,

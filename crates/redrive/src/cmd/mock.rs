@@ -31,13 +31,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Some(path) => (Scenario::load(path)?, path.parent().map(PathBuf::from)),
         None => (Scenario::ok(), None),
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("REDRIVE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    super::signal::init_logs(false);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -49,24 +43,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         // The first line of stdout is the address, for scripts and tests.
         println!("redrive mock listening on {}", mock.url());
         let _ = std::io::stdout().flush();
-        shutdown_signal().await;
+        super::signal::shutdown().await;
         mock.shutdown().await;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

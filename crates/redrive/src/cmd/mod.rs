@@ -3,3 +3,5 @@
 pub mod classify;
 pub mod mock;
 pub mod policy;
+pub mod serve;
+pub mod signal;

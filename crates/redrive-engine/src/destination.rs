@@ -1,0 +1,148 @@
+//! A destination: where messages go, under which policy, with which headers
+//! and limits. Built from configuration by the server; used by the workers.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use http::{HeaderName, HeaderValue, Uri};
+use redrive_core::Policy;
+use tokio::sync::Semaphore;
+
+use crate::breaker::{Breaker, BreakerConfig};
+use crate::limits::{Rate, RateLimiter};
+use crate::signing::SigningSecret;
+
+/// A configured destination.
+#[derive(Clone, Debug)]
+pub struct Destination {
+    /// Its name, as messages refer to it.
+    pub name: String,
+    /// The base URL; a message's path is appended to it.
+    pub url: Uri,
+    /// The name of its policy (a profile or a `[policies.*]`).
+    pub policy_name: String,
+    /// Its policy.
+    pub policy: Arc<Policy>,
+    /// Headers sent on every attempt (they win over a message's own).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The most attempts in flight at once.
+    pub max_in_flight: usize,
+    /// The most attempts per unit of time.
+    pub rate_limit: Option<Rate>,
+    /// Signs each attempt with Standard Webhooks headers when set.
+    pub signing: Option<SigningSecret>,
+}
+
+impl Destination {
+    /// The full URL of `path` (which starts with `/`) at this destination.
+    pub fn url_for(&self, path: &str) -> Result<Uri, http::uri::InvalidUri> {
+        let base = self.url.to_string();
+        let base = base.trim_end_matches('/');
+        format!("{base}{path}").parse()
+    }
+
+    /// Header values that are secrets: redacted from attempt records.
+    pub fn secrets(&self) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(name, _)| is_secret_header(name.as_str()))
+            .filter_map(|(_, v)| v.to_str().ok())
+            .flat_map(|v| {
+                // Both "Bearer abc" and "abc" may be echoed back.
+                let mut parts = vec![v.to_owned()];
+                if let Some((_, token)) = v.split_once(' ') {
+                    parts.push(token.to_owned());
+                }
+                parts
+            })
+            .filter(|s| s.len() >= 6)
+            .collect()
+    }
+}
+
+/// Headers whose values never reach logs or attempt records.
+pub fn is_secret_header(lower_name: &str) -> bool {
+    matches!(
+        lower_name,
+        "authorization"
+            | "proxy-authorization"
+            | "cookie"
+            | "x-api-key"
+            | "api-key"
+            | "x-auth-token"
+    )
+}
+
+/// A destination with its run-time state: limits and breaker.
+#[derive(Debug)]
+pub struct DestinationRuntime {
+    /// The configuration.
+    pub config: Destination,
+    /// `max_in_flight` permits.
+    pub in_flight: Arc<Semaphore>,
+    /// `rate_limit`, when set.
+    pub limiter: Option<RateLimiter>,
+    breaker: Mutex<Breaker>,
+    /// Values to redact from responses.
+    pub secrets: Vec<String>,
+}
+
+impl DestinationRuntime {
+    /// Its run-time state, fresh.
+    pub fn new(config: Destination, breaker: BreakerConfig) -> Self {
+        DestinationRuntime {
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            limiter: config.rate_limit.map(RateLimiter::new),
+            breaker: Mutex::new(Breaker::new(breaker)),
+            secrets: config.secrets(),
+            config,
+        }
+    }
+
+    /// The breaker, locked.
+    pub fn breaker(&self) -> MutexGuard<'_, Breaker> {
+        self.breaker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dest(url: &str) -> Destination {
+        Destination {
+            name: "crm".into(),
+            url: url.parse().unwrap(),
+            policy_name: "standard".into(),
+            policy: Arc::new(redrive_core::profiles::builtin("standard").unwrap()),
+            headers: vec![(
+                HeaderName::from_static("authorization"),
+                HeaderValue::from_static("Bearer s3cr3t-token"),
+            )],
+            max_in_flight: 4,
+            rate_limit: None,
+            signing: None,
+        }
+    }
+
+    #[test]
+    fn paths_are_appended_to_the_base_url() {
+        assert_eq!(
+            dest("https://crm.example.com")
+                .url_for("/v1/users?x=1")
+                .unwrap(),
+            "https://crm.example.com/v1/users?x=1"
+        );
+        assert_eq!(
+            dest("https://crm.example.com/api/").url_for("/v1").unwrap(),
+            "https://crm.example.com/api/v1"
+        );
+    }
+
+    #[test]
+    fn secret_header_values_are_known_for_redaction() {
+        assert_eq!(
+            dest("http://x").secrets(),
+            vec!["Bearer s3cr3t-token".to_owned(), "s3cr3t-token".to_owned()]
+        );
+    }
+}

@@ -1,0 +1,628 @@
+//! The scheduler and the workers.
+//!
+//! The scheduler claims due messages in batches under a lease (skipping
+//! destinations whose circuit is open or whose `max_in_flight` is used up) and
+//! spawns one task per message. A task waits for its destination's limits,
+//! makes the attempt, asks the core for the decision and has the store record
+//! the attempt and the next state in one transaction. **The engine never
+//! decides policy**: the core does; **only the store changes a message's
+//! state**: the engine reports.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use redrive_core::{AttemptContext, Decision, ErrorClass, RequestFacts};
+use redrive_store::{AttemptRecord, Claimed, Message, NextState, Store};
+use tokio::sync::{watch, Notify, Semaphore};
+
+use crate::alerts::{self, AlertSender, ParkedAlert};
+use crate::breaker::{BreakerConfig, CircuitState};
+use crate::client::{Attempted, HttpClient, OutboundRequest};
+use crate::destination::{Destination, DestinationRuntime};
+use crate::redact;
+
+/// The engine's clock, in milliseconds since the Unix epoch. Tests may pass
+/// their own.
+pub trait Clock: Send + Sync + 'static {
+    /// Now.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+}
+
+/// How the engine runs.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// This node's name, in lease tokens and logs.
+    pub node_id: String,
+    /// The most messages claimed at once.
+    pub claim_batch: usize,
+    /// The most attempts in flight on this node.
+    pub max_in_flight: usize,
+    /// Added to the longest attempt timeout to make the lease.
+    pub lease_margin: Duration,
+    /// The longest the scheduler sleeps without looking for due messages.
+    pub idle_poll: Duration,
+    /// Circuit breaker settings, for every destination.
+    pub breaker: BreakerConfig,
+    /// Delivered and discarded messages older than this are purged.
+    pub retention: Option<Duration>,
+    /// How long shutdown waits for attempts in flight.
+    pub shutdown_grace: Duration,
+    /// Response bytes kept on an attempt record.
+    pub excerpt_limit: usize,
+    /// Where parks are reported, if anywhere.
+    pub alert_webhook: Option<Uri>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            node_id: "node".into(),
+            claim_batch: 256,
+            max_in_flight: 1024,
+            lease_margin: Duration::from_secs(30),
+            idle_poll: Duration::from_secs(1),
+            breaker: BreakerConfig::default(),
+            retention: Some(Duration::from_secs(7 * 86_400)),
+            shutdown_grace: Duration::from_secs(10),
+            excerpt_limit: 2048,
+            alert_webhook: None,
+        }
+    }
+}
+
+/// The delivery engine. Cheap to clone.
+pub struct Engine<S: Store> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S: Store> Clone for Engine<S> {
+    fn clone(&self) -> Self {
+        Engine {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+struct Inner<S> {
+    store: S,
+    destinations: HashMap<String, Arc<DestinationRuntime>>,
+    client: HttpClient,
+    config: EngineConfig,
+    clock: Arc<dyn Clock>,
+    wake: Notify,
+    slots: Arc<Semaphore>,
+    draining: AtomicBool,
+    alerts: Mutex<Option<AlertSender>>,
+    rng: Mutex<StdRng>,
+    lease_ms: i64,
+}
+
+impl<S: Store> Engine<S> {
+    /// An engine over `store` for `destinations`.
+    pub fn new(
+        store: S,
+        destinations: Vec<Destination>,
+        client: HttpClient,
+        config: EngineConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let longest = destinations
+            .iter()
+            .map(|d| d.policy.attempt_timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(30));
+        let lease_ms = (longest + config.lease_margin).as_millis() as i64;
+        let destinations = destinations
+            .into_iter()
+            .map(|d| {
+                (
+                    d.name.clone(),
+                    Arc::new(DestinationRuntime::new(d, config.breaker)),
+                )
+            })
+            .collect();
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                destinations,
+                client,
+                slots: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+                config,
+                clock,
+                wake: Notify::new(),
+                draining: AtomicBool::new(false),
+                alerts: Mutex::new(None),
+                rng: Mutex::new(StdRng::from_os_rng()),
+                lease_ms,
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    /// The clock.
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// Tells the scheduler there may be new due messages (after an enqueue or
+    /// a redrive), so it does not wait for its next poll.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// A destination's configuration.
+    pub fn destination(&self, name: &str) -> Option<&Destination> {
+        self.inner.destinations.get(name).map(|d| &d.config)
+    }
+
+    /// Every destination, by name.
+    pub fn destinations(&self) -> Vec<&Destination> {
+        let mut v: Vec<_> = self
+            .inner
+            .destinations
+            .values()
+            .map(|d| &d.config)
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Each destination's circuit state now.
+    pub fn circuits(&self) -> Vec<(String, CircuitState)> {
+        let now = self.now_ms();
+        let mut v: Vec<_> = self
+            .inner
+            .destinations
+            .iter()
+            .map(|(name, d)| (name.clone(), d.breaker().state(now)))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Runs until `shutdown` turns true, then stops claiming, lets attempts in
+    /// flight finish (up to the grace period) and releases what did not start.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        let inner = &self.inner;
+        let alert_task = inner.config.alert_webhook.clone().map(|hook| {
+            let (sender, task) = alerts::start(inner.client.clone(), hook);
+            *inner.alerts.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender);
+            task
+        });
+        let retention = inner.config.retention.map(|keep| {
+            let engine = self.clone();
+            let mut stop = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    let before = engine.now_ms() - keep.as_millis() as i64;
+                    match engine.inner.store.purge(before).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(
+                            purged = n,
+                            "retention purged delivered and discarded messages"
+                        ),
+                        Err(e) => tracing::error!(error = %e, "retention purge failed"),
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+            })
+        });
+        while !*shutdown.borrow() {
+            let claimed = self.claim_round().await;
+            if claimed {
+                continue;
+            }
+            let wait = match inner.store.next_due().await {
+                Ok(Some(t)) => {
+                    let now = self.now_ms();
+                    if t > now {
+                        Duration::from_millis((t - now) as u64).min(inner.config.idle_poll)
+                    } else {
+                        // Due, but held back (circuit open, limits full): wait
+                        // for an attempt to end or the next poll.
+                        inner.config.idle_poll
+                    }
+                }
+                Ok(None) => inner.config.idle_poll,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the next due time");
+                    inner.config.idle_poll
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = inner.wake.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        // Drain.
+        inner.draining.store(true, Ordering::SeqCst);
+        let all = inner.config.max_in_flight.max(1) as u32;
+        let drained =
+            tokio::time::timeout(inner.config.shutdown_grace, inner.slots.acquire_many(all)).await;
+        if drained.is_err() {
+            tracing::warn!(
+                "attempts still in flight at the end of the grace period; their leases will expire"
+            );
+        }
+        if let Some(task) = retention {
+            task.abort();
+        }
+        inner
+            .alerts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = alert_task {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+
+    /// Claims one batch and starts its attempts; true when the batch was full
+    /// (more may be due).
+    async fn claim_round(&self) -> bool {
+        let inner = &self.inner;
+        let room = inner
+            .slots
+            .available_permits()
+            .min(inner.config.claim_batch);
+        if room == 0 {
+            return false;
+        }
+        let now = self.now_ms();
+        let exclude: Vec<String> = inner
+            .destinations
+            .iter()
+            .filter(|(_, d)| d.breaker().blocks_claims(now) || d.in_flight.available_permits() == 0)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let token: u128 = inner
+            .rng
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .random();
+        let lease = format!(
+            "{}:{}",
+            inner.config.node_id,
+            ulid::Ulid::from_parts(now.max(0) as u64, token)
+        );
+        let lease_until = now + inner.lease_ms;
+        let claimed = match inner
+            .store
+            .claim(now, room, lease, lease_until, exclude)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot claim due messages");
+                return false;
+            }
+        };
+        let full = claimed.len() == room;
+        for c in claimed {
+            let Ok(slot) = Arc::clone(&inner.slots).try_acquire_owned() else {
+                // Cannot happen (room was counted); give it back if it does.
+                let _ = inner
+                    .store
+                    .release(vec![(c.message.id, c.lease)], now)
+                    .await;
+                continue;
+            };
+            let engine = self.clone();
+            tokio::spawn(async move {
+                engine.attempt(c, lease_until).await;
+                drop(slot);
+                engine.inner.wake.notify_one();
+            });
+        }
+        full
+    }
+
+    async fn attempt(&self, claimed: Claimed, lease_until: i64) {
+        let inner = &self.inner;
+        let Claimed { message, lease } = claimed;
+        let Some(dest) = inner.destinations.get(&message.destination).cloned() else {
+            self.park_unknown_destination(message, lease).await;
+            return;
+        };
+        let Ok(_permit) = Arc::clone(&dest.in_flight).acquire_owned().await else {
+            return;
+        };
+        if let Some(limiter) = &dest.limiter {
+            limiter.acquire().await;
+        }
+        let now = self.now_ms();
+        let timeout = dest.config.policy.attempt_timeout;
+        // Too late to finish within the lease, or shutting down: give it back.
+        if inner.draining.load(Ordering::SeqCst) || now + timeout.as_millis() as i64 >= lease_until
+        {
+            let _ = inner.store.release(vec![(message.id, lease)], now).await;
+            return;
+        }
+        if !dest.breaker().try_acquire(now) {
+            let due = dest.breaker().reopens_at().unwrap_or(now).max(now);
+            let _ = inner.store.release(vec![(message.id, lease)], due).await;
+            return;
+        }
+        let request = match build_request(&dest.config, &message, now) {
+            Ok(r) => r,
+            Err(detail) => {
+                dest.breaker().cancel_probe();
+                self.record_unsendable(&message, lease, now, detail).await;
+                return;
+            }
+        };
+        let attempted = inner.client.attempt(request).await;
+        let done = self.now_ms();
+        let (record, next, class, healthy) = decide(
+            &dest,
+            &message,
+            &attempted,
+            now,
+            done,
+            inner.config.excerpt_limit,
+        );
+        dest.breaker().on_result(healthy, done);
+        observe(&message, &record, &attempted);
+        let parked = matches!(next, NextState::Parked { .. });
+        let alert = parked.then(|| ParkedAlert {
+            id: message.id.clone(),
+            destination: message.destination.clone(),
+            reason: record.reason.clone(),
+            class: class.as_str().to_owned(),
+            status: record.status,
+            attempts: message.attempts + 1,
+        });
+        match inner
+            .store
+            .record(message.id.clone(), lease, record, next, done)
+            .await
+        {
+            Ok(true) => {
+                if let Some(alert) = alert {
+                    if let Some(sender) = inner
+                        .alerts
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .as_ref()
+                    {
+                        sender.send(alert);
+                    }
+                }
+            }
+            Ok(false) => {
+                tracing::warn!(message_id = %message.id, "the lease expired before the attempt was recorded; another attempt will follow")
+            }
+            Err(e) => {
+                tracing::error!(message_id = %message.id, error = %e, "cannot record the attempt; it will be retried when the lease expires")
+            }
+        }
+    }
+
+    async fn park_unknown_destination(&self, message: Message, lease: String) {
+        let now = self.now_ms();
+        let detail = format!("destination `{}` is not configured", message.destination);
+        self.record_unsendable(&message, lease, now, detail).await;
+    }
+
+    async fn record_unsendable(&self, message: &Message, lease: String, now: i64, detail: String) {
+        tracing::warn!(message_id = %message.id, destination = %message.destination, %detail, "parked: cannot be sent");
+        let record = AttemptRecord {
+            started_at: now,
+            class: ErrorClass::Content.as_str().to_owned(),
+            decision: "park".into(),
+            reason: "not_retryable".into(),
+            detail: Some(detail),
+            ..AttemptRecord::default()
+        };
+        let next = NextState::Parked {
+            reason: "not_retryable".into(),
+        };
+        if let Err(e) = self
+            .inner
+            .store
+            .record(message.id.clone(), lease, record, next, now)
+            .await
+        {
+            tracing::error!(message_id = %message.id, error = %e, "cannot record the attempt");
+        }
+    }
+}
+
+/// The request of one attempt: the message's headers, then the destination's
+/// (which win), the idempotency key where the policy sends one, and the
+/// signature headers.
+pub fn build_request(
+    dest: &Destination,
+    m: &Message,
+    now_ms: i64,
+) -> Result<OutboundRequest, String> {
+    let method = Method::from_bytes(m.method.as_bytes())
+        .map_err(|_| format!("`{}` is not an HTTP method", m.method))?;
+    let uri = dest
+        .url_for(&m.path)
+        .map_err(|e| format!("`{}{}` is not a URL: {e}", dest.url, m.path))?;
+    let mut headers = HeaderMap::new();
+    for (k, v) in &m.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) else {
+            return Err(format!("header `{k}` is not valid"));
+        };
+        headers.insert(name, value);
+    }
+    for (name, value) in &dest.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    if let Some(h) = &dest.policy.idempotency_header {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(h.as_bytes()),
+            HeaderValue::from_str(&m.idempotency_key),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    if let Some(secret) = &dest.signing {
+        let ts = now_ms.div_euclid(1000);
+        let signature = secret.sign(&m.id, ts, &m.body);
+        let pairs = [
+            ("webhook-id", m.id.clone()),
+            ("webhook-timestamp", ts.to_string()),
+            ("webhook-signature", signature),
+        ];
+        for (k, v) in pairs {
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                headers.insert(HeaderName::from_static(k), v);
+            }
+        }
+    }
+    Ok(OutboundRequest {
+        method,
+        uri,
+        headers,
+        body: Bytes::from(m.body.clone()),
+        timeout: dest.policy.attempt_timeout,
+    })
+}
+
+/// The core's decision on an attempt, as a record and the next state, plus
+/// whether the receiver looked healthy (for the breaker).
+fn decide(
+    dest: &DestinationRuntime,
+    m: &Message,
+    attempted: &Attempted,
+    started: i64,
+    done: i64,
+    excerpt_limit: usize,
+) -> (AttemptRecord, NextState, ErrorClass, bool) {
+    let policy = &dest.config.policy;
+    let to_time = |ms: i64| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    let ctx = AttemptContext {
+        attempt: m.attempts + 1,
+        now: to_time(done),
+        cycle_started_at: to_time(m.cycle_started_at),
+    };
+    let facts = RequestFacts {
+        method: &m.method,
+        idempotency_key: false,
+        marked_idempotent: m.marked_idempotent,
+    };
+    let mut rng = StdRng::from_os_rng();
+    let (decision, class, rule, links) = attempted.with_outcome(|outcome| {
+        let v = policy.decide(&facts, outcome, &ctx, &mut rng);
+        (
+            v.decision,
+            v.class(),
+            v.explain(policy, ctx.attempt),
+            v.classification
+                .signals
+                .link_identities
+                .as_ref()
+                .map(|l| l.to_string()),
+        )
+    });
+    let (next, delay_ms) = match decision {
+        Decision::Delivered => (NextState::Delivered, None),
+        Decision::Retry { delay, .. } => (
+            NextState::Retry {
+                at: done + delay.as_millis() as i64,
+            },
+            Some(delay.as_millis() as u64),
+        ),
+        Decision::Park { reason } => (
+            NextState::Parked {
+                reason: reason.as_str().to_owned(),
+            },
+            None,
+        ),
+    };
+    let (status, transport, excerpt, detail) = match &attempted.result {
+        Ok(r) => (
+            Some(r.status),
+            None,
+            redact::excerpt(&r.body, excerpt_limit, &dest.secrets),
+            Some(rule),
+        ),
+        Err(e) => (
+            None,
+            Some(e.kind.as_str().to_owned()),
+            None,
+            Some(format!("{}; {rule}", e.detail)),
+        ),
+    };
+    let healthy = matches!(
+        class,
+        ErrorClass::Success
+            | ErrorClass::Content
+            | ErrorClass::Auth
+            | ErrorClass::NotFound
+            | ErrorClass::Conflict
+    );
+    let record = AttemptRecord {
+        started_at: started,
+        latency_ms: attempted.latency.as_millis() as u64,
+        status,
+        transport,
+        class: class.as_str().to_owned(),
+        decision: decision.as_str().to_owned(),
+        reason: decision.reason().to_owned(),
+        delay_ms,
+        response_excerpt: excerpt,
+        detail,
+        link_identities: links,
+        ..AttemptRecord::default()
+    };
+    (record, next, class, healthy)
+}
+
+/// One structured line per failed attempt, WARN for a park, and the metrics.
+fn observe(m: &Message, r: &AttemptRecord, attempted: &Attempted) {
+    metrics::counter!("redrive_attempts_total", "destination" => m.destination.clone(), "class" => r.class.clone(), "decision" => r.decision.clone()).increment(1);
+    metrics::histogram!("redrive_attempt_latency_seconds", "destination" => m.destination.clone())
+        .record(attempted.latency.as_secs_f64());
+    let attempt = m.attempts + 1;
+    match r.decision.as_str() {
+        "delivered" => {
+            tracing::debug!(message_id = %m.id, destination = %m.destination, attempt, latency_ms = r.latency_ms, "delivered")
+        }
+        "retry" => tracing::info!(
+            message_id = %m.id, destination = %m.destination, attempt, class = %r.class,
+            status = r.status, transport = r.transport.as_deref(), latency_ms = r.latency_ms,
+            delay_ms = r.delay_ms, "attempt failed; will retry"
+        ),
+        _ => {
+            metrics::counter!("redrive_parked_total", "destination" => m.destination.clone(), "reason" => r.reason.clone()).increment(1);
+            tracing::warn!(
+                message_id = %m.id, destination = %m.destination, attempt, class = %r.class,
+                status = r.status, transport = r.transport.as_deref(), latency_ms = r.latency_ms,
+                reason = %r.reason, "attempt failed; message parked"
+            );
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Redaction of response excerpts before they are stored: known secret values
+//! (the destination's credentials, echoed back) and the values of JSON members
+//! whose names say they hold secrets.
+
+use serde_json::Value;
+
+const SECRET_KEYS: [&str; 9] = [
+    "password",
+    "secret",
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "authorization",
+    "api_key",
+    "client_secret",
+];
+
+/// The body's start as text (lossy UTF-8, at most `limit` bytes), with secrets
+/// replaced by `[redacted]`.
+pub fn excerpt(body: &[u8], limit: usize, secrets: &[String]) -> Option<String> {
+    if body.is_empty() {
+        return None;
+    }
+    let cut = &body[..body.len().min(limit)];
+    let mut text = match serde_json::from_slice::<Value>(cut) {
+        Ok(mut v) => {
+            redact_json(&mut v);
+            v.to_string()
+        }
+        Err(_) => String::from_utf8_lossy(cut).into_owned(),
+    };
+    for s in secrets {
+        if text.contains(s.as_str()) {
+            text = text.replace(s.as_str(), "[redacted]");
+        }
+    }
+    Some(text)
+}
+
+fn redact_json(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                let lower = k.to_ascii_lowercase();
+                if SECRET_KEYS
+                    .iter()
+                    .any(|s| lower == *s || lower.ends_with(&format!("_{s}")))
+                    && !v.is_null()
+                {
+                    *v = Value::String("[redacted]".into());
+                } else {
+                    redact_json(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_json),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_secrets_and_known_values_are_redacted() {
+        let body = br#"{"access_token":"abc","user":{"password":"p","name":"n"},"echo":"Bearer s3cr3t-token"}"#;
+        let out = excerpt(body, 1000, &["s3cr3t-token".into()]).unwrap();
+        assert!(
+            !out.contains("abc") && !out.contains("\"p\"") && !out.contains("s3cr3t"),
+            "{out}"
+        );
+        assert!(out.contains("\"name\":\"n\""));
+    }
+
+    #[test]
+    fn text_is_cut_at_the_limit() {
+        assert_eq!(excerpt(b"hello world", 5, &[]).as_deref(), Some("hello"));
+        assert_eq!(excerpt(b"", 5, &[]), None);
+    }
+}

@@ -1,0 +1,598 @@
+//! The HTTP API of DESIGN.md, under `/v1`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use metrics_exporter_prometheus::PrometheusHandle;
+use redrive_engine::Engine;
+use redrive_store::{Enqueued, Filter, MessageState, NewMessage, Store};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::problem::Problem;
+use crate::views::MessageView;
+
+/// What every handler shares.
+pub struct AppState<S: Store> {
+    /// The engine (and through it the store and destinations).
+    pub engine: Engine<S>,
+    /// Accepted bearer tokens; empty means auth is off (loopback only).
+    pub tokens: Vec<String>,
+    /// The largest request body.
+    pub max_body: usize,
+    /// The Prometheus exporter.
+    pub metrics: PrometheusHandle,
+    /// False once shutdown began (`/readyz` then says so).
+    pub ready: AtomicBool,
+}
+
+type Shared<S> = Arc<AppState<S>>;
+
+/// The router: public probes and metrics, and the authenticated API.
+pub fn router<S: Store>(state: Shared<S>) -> Router {
+    let api = Router::new()
+        .route("/v1/messages", post(enqueue::<S>).get(list::<S>))
+        .route("/v1/messages/{id}", get(show::<S>))
+        .route("/v1/messages/{id}/redrive", post(redrive_one::<S>))
+        .route("/v1/messages/{id}/discard", post(discard_one::<S>))
+        .route("/v1/dead-letters/redrive", post(redrive_bulk::<S>))
+        .route("/v1/destinations", get(destinations::<S>))
+        .route("/v1/policies/{name}", get(policy::<S>))
+        .route("/openapi.json", get(openapi))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::<S>,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz::<S>))
+        .route("/metrics", get(metrics::<S>))
+        .merge(api)
+        .fallback(|| async { Problem::not_found("no such route; see /openapi.json") })
+        .with_state(state)
+}
+
+async fn auth<S: Store>(State(state): State<Shared<S>>, req: Request, next: Next) -> Response {
+    if state.tokens.is_empty() {
+        return next.run(req).await;
+    }
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(presented) = presented else {
+        return unauthorized("send `Authorization: Bearer TOKEN`");
+    };
+    // Compare against every token, in constant time per token.
+    let mut ok = 0u8;
+    for t in &state.tokens {
+        ok |= t.as_bytes().ct_eq(presented.as_bytes()).unwrap_u8();
+    }
+    if ok == 1 {
+        next.run(req).await
+    } else {
+        unauthorized("the bearer token is not valid")
+    }
+}
+
+fn unauthorized(detail: &str) -> Response {
+    let mut res = Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Unauthorized",
+        detail,
+    )
+    .into_response();
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"redrive\""),
+    );
+    res
+}
+
+async fn readyz<S: Store>(State(state): State<Shared<S>>) -> Response {
+    if !state.ready.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    match state.engine.store().next_due().await {
+        Ok(_) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response(),
+    }
+}
+
+async fn metrics<S: Store>(State(state): State<Shared<S>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], crate::OPENAPI).into_response()
+}
+
+/// Reads a JSON body of at most `max` bytes.
+async fn json_body<T: serde::de::DeserializeOwned>(body: Body, max: usize) -> Result<T, Problem> {
+    let bytes = Limited::new(body, max)
+        .collect()
+        .await
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "Request too large",
+                format!("the request body is larger than {max} bytes"),
+            )
+        })?
+        .to_bytes();
+    if bytes.is_empty() {
+        return Err(Problem::bad_request(
+            "the request body is empty; send a JSON object",
+        ));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Problem::bad_request(format!("the JSON body is not valid: {e}")))
+}
+
+/// `POST /v1/messages`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnqueueRequest {
+    destination: String,
+    #[serde(default)]
+    method: Option<String>,
+    path: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    body: Option<Value>,
+    #[serde(default)]
+    body_base64: Option<String>,
+    #[serde(default)]
+    idempotent: bool,
+}
+
+const FORBIDDEN_HEADERS: [&str; 8] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+];
+
+fn unprocessable(slug: &'static str, title: &'static str, detail: impl Into<String>) -> Problem {
+    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, slug, title, detail)
+}
+
+async fn enqueue<S: Store>(
+    State(state): State<Shared<S>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let req: EnqueueRequest = json_body(body, state.max_body).await?;
+    if state.engine.destination(&req.destination).is_none() {
+        let known: Vec<String> = state
+            .engine
+            .destinations()
+            .iter()
+            .map(|d| d.name.clone())
+            .collect();
+        return Err(unprocessable(
+            "unknown-destination",
+            "Unknown destination",
+            format!(
+                "no destination `{}` is configured; configured: {}",
+                req.destination,
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        ));
+    }
+    let method = req
+        .method
+        .unwrap_or_else(|| "POST".to_owned())
+        .to_ascii_uppercase();
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err(unprocessable(
+            "invalid-message",
+            "Invalid message",
+            format!("`{method}` is not an HTTP method"),
+        ));
+    }
+    if !req.path.starts_with('/')
+        || req
+            .path
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'#')
+    {
+        return Err(unprocessable(
+            "invalid-message",
+            "Invalid message",
+            format!(
+                "path `{}` must start with `/` and hold no spaces, control characters or `#`",
+                req.path
+            ),
+        ));
+    }
+    let mut message_headers: Vec<(String, String)> = Vec::new();
+    for (k, v) in &req.headers {
+        let lower = k.to_ascii_lowercase();
+        if FORBIDDEN_HEADERS.contains(&lower.as_str()) {
+            return Err(unprocessable(
+                "invalid-message",
+                "Invalid message",
+                format!("header `{k}` is set by redrive; remove it"),
+            ));
+        }
+        if http::HeaderName::from_bytes(k.as_bytes()).is_err() || HeaderValue::from_str(v).is_err()
+        {
+            return Err(unprocessable(
+                "invalid-message",
+                "Invalid message",
+                format!("header `{k}` is not a valid HTTP header"),
+            ));
+        }
+        message_headers.push((k.clone(), v.clone()));
+    }
+    let body = match (&req.body, &req.body_base64) {
+        (Some(_), Some(_)) => {
+            return Err(unprocessable(
+                "invalid-message",
+                "Invalid message",
+                "give `body` or `body_base64`, not both",
+            ))
+        }
+        (Some(v), None) => {
+            if !message_headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            {
+                message_headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
+            }
+            serde_json::to_vec(v).map_err(|e| Problem::bad_request(e.to_string()))?
+        }
+        (None, Some(b)) => base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .map_err(|_| {
+                unprocessable(
+                    "invalid-message",
+                    "Invalid message",
+                    "`body_base64` is not valid base64",
+                )
+            })?,
+        (None, None) => Vec::new(),
+    };
+    let caller_key = match headers.get("idempotency-key") {
+        Some(v) => {
+            let k = v
+                .to_str()
+                .map_err(|_| Problem::bad_request("the Idempotency-Key header is not text"))?
+                .trim();
+            if k.is_empty() || k.len() > 255 {
+                return Err(Problem::bad_request(
+                    "the Idempotency-Key header must hold 1 to 255 characters",
+                ));
+            }
+            Some(k.to_owned())
+        }
+        None => None,
+    };
+    let now = state.engine.now_ms();
+    let id = ulid::Ulid::from_parts(now.max(0) as u64, rand::random::<u128>()).to_string();
+    let mut hash = Sha256::new();
+    for part in [
+        req.destination.as_bytes(),
+        method.as_bytes(),
+        req.path.as_bytes(),
+    ] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    for (k, v) in &message_headers {
+        hash.update(k.to_ascii_lowercase().as_bytes());
+        hash.update(b":");
+        hash.update(v.as_bytes());
+        hash.update(b"\n");
+    }
+    hash.update([u8::from(req.idempotent)]);
+    hash.update(&body);
+    let request_hash: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let new = NewMessage {
+        idempotency_key: caller_key.unwrap_or_else(|| id.clone()),
+        id,
+        destination: req.destination,
+        method,
+        path: req.path,
+        headers: message_headers,
+        body,
+        request_hash,
+        marked_idempotent: req.idempotent,
+        created_at: now,
+    };
+    let result = state.engine.store().enqueue(vec![new]).await?;
+    match result.into_iter().next() {
+        Some(Enqueued::Created(m)) => {
+            state.engine.wake();
+            metrics::counter!("redrive_enqueued_total", "destination" => m.destination.clone()).increment(1);
+            Ok((StatusCode::ACCEPTED, Json(MessageView::new(&m, Some(&[])))).into_response())
+        }
+        Some(Enqueued::Duplicate(m)) => {
+            let mut res = (StatusCode::ACCEPTED, Json(MessageView::new(&m, None))).into_response();
+            res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            Ok(res)
+        }
+        Some(Enqueued::Conflict { existing_id }) => Err(unprocessable(
+            "idempotency-key-reused",
+            "Idempotency-Key reused",
+            format!("this Idempotency-Key belongs to message {existing_id}, enqueued with a different request"),
+        )),
+        None => Err(Problem::internal("the store returned nothing")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    destination: Option<String>,
+    class: Option<String>,
+    reason: Option<String>,
+    since: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+fn parse_since(text: &str, now: i64) -> Result<i64, Problem> {
+    if let Ok(d) = redrive_core::parse_duration(text) {
+        return Ok(now - d.as_millis() as i64);
+    }
+    humantime::parse_rfc3339(text)
+        .map(|t| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+        })
+        .map_err(|_| {
+            Problem::bad_request(format!(
+                "since `{text}` is neither a duration (24h) nor an RFC 3339 time"
+            ))
+        })
+}
+
+fn filter_from(
+    state_name: Option<&str>,
+    destination: Option<String>,
+    class: Option<String>,
+    reason: Option<String>,
+    since: Option<&str>,
+    now: i64,
+) -> Result<Filter, Problem> {
+    let state = match state_name {
+        Some(s) => Some(MessageState::parse(s).ok_or_else(|| {
+            Problem::bad_request(format!(
+                "state `{s}` is not one of pending, delivered, parked, discarded"
+            ))
+        })?),
+        None => None,
+    };
+    Ok(Filter {
+        state,
+        destination,
+        class,
+        reason,
+        since: since.map(|s| parse_since(s, now)).transpose()?,
+    })
+}
+
+async fn list<S: Store>(
+    State(state): State<Shared<S>>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(q) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(Problem::bad_request("limit must be between 1 and 1000"));
+    }
+    let filter = filter_from(
+        q.state.as_deref(),
+        q.destination,
+        q.class,
+        q.reason,
+        q.since.as_deref(),
+        state.engine.now_ms(),
+    )?;
+    let page = state.engine.store().list(filter, q.cursor, limit).await?;
+    let messages: Vec<MessageView> = page
+        .messages
+        .iter()
+        .map(|m| MessageView::new(m, None))
+        .collect();
+    Ok(Json(json!({ "messages": messages, "next_cursor": page.next })).into_response())
+}
+
+async fn show<S: Store>(
+    State(state): State<Shared<S>>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    match state.engine.store().get(id.clone()).await? {
+        Some((m, attempts)) => Ok(Json(MessageView::new(&m, Some(&attempts))).into_response()),
+        None => Err(Problem::not_found(format!("no message {id}"))),
+    }
+}
+
+async fn act_on_one<S: Store>(
+    state: &Shared<S>,
+    id: String,
+    redrive: bool,
+) -> Result<Response, Problem> {
+    let now = state.engine.now_ms();
+    let done = if redrive {
+        state.engine.store().redrive(vec![id.clone()], now).await?
+    } else {
+        state.engine.store().discard(vec![id.clone()], now).await?
+    };
+    if done.is_empty() {
+        return match state.engine.store().get(id.clone()).await? {
+            None => Err(Problem::not_found(format!("no message {id}"))),
+            Some((m, _)) => Err(Problem::new(
+                StatusCode::CONFLICT,
+                "not-parked",
+                "The message is not parked",
+                format!(
+                    "message {id} is {}; only parked messages can be {}",
+                    m.state.as_str(),
+                    if redrive { "redriven" } else { "discarded" }
+                ),
+            )),
+        };
+    }
+    if redrive {
+        state.engine.wake();
+    }
+    match state.engine.store().get(id.clone()).await? {
+        Some((m, attempts)) => Ok(Json(MessageView::new(&m, Some(&attempts))).into_response()),
+        None => Err(Problem::not_found(format!("no message {id}"))),
+    }
+}
+
+async fn redrive_one<S: Store>(
+    State(state): State<Shared<S>>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    act_on_one(&state, id, true).await
+}
+
+async fn discard_one<S: Store>(
+    State(state): State<Shared<S>>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    act_on_one(&state, id, false).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkRedrive {
+    destination: Option<String>,
+    class: Option<String>,
+    reason: Option<String>,
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn redrive_bulk<S: Store>(
+    State(state): State<Shared<S>>,
+    body: Body,
+) -> Result<Response, Problem> {
+    let req: BulkRedrive = json_body(body, state.max_body).await?;
+    let limit = req.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(Problem::bad_request("limit must be between 1 and 10000"));
+    }
+    let now = state.engine.now_ms();
+    let filter = filter_from(
+        None,
+        req.destination,
+        req.class,
+        req.reason,
+        req.since.as_deref(),
+        now,
+    )?;
+    let ids = state
+        .engine
+        .store()
+        .redrive_matching(filter, now, limit)
+        .await?;
+    if !ids.is_empty() {
+        state.engine.wake();
+    }
+    Ok(Json(json!({ "redriven": ids.len(), "ids": ids, "limit": limit })).into_response())
+}
+
+async fn destinations<S: Store>(State(state): State<Shared<S>>) -> Response {
+    let circuits: BTreeMap<String, &'static str> = state
+        .engine
+        .circuits()
+        .into_iter()
+        .map(|(n, c)| (n, c.as_str()))
+        .collect();
+    let list: Vec<Value> = state
+        .engine
+        .destinations()
+        .iter()
+        .map(|d| {
+            json!({
+                "name": d.name,
+                "url": d.url.to_string(),
+                "policy": d.policy_name,
+                "max_in_flight": d.max_in_flight,
+                "rate_limit_per_second": d.rate_limit.map(|r| r.per_second),
+                "signed": d.signing.is_some(),
+                "circuit": circuits.get(&d.name).copied().unwrap_or("closed"),
+            })
+        })
+        .collect();
+    Json(json!({ "destinations": list })).into_response()
+}
+
+async fn policy<S: Store>(
+    State(state): State<Shared<S>>,
+    Path(name): Path<String>,
+) -> Result<Response, Problem> {
+    let policy = redrive_core::profiles::builtin(&name)
+        .map(Arc::new)
+        .or_else(|| {
+            state
+                .engine
+                .destinations()
+                .iter()
+                .find(|d| d.policy_name == name)
+                .map(|d| Arc::clone(&d.policy))
+        })
+        .ok_or_else(|| {
+            Problem::not_found(format!(
+                "no policy `{name}` (built in, or used by a destination)"
+            ))
+        })?;
+    let timeline: Vec<Value> = redrive_core::explain::timeline(&policy)
+        .iter()
+        .map(|s| json!({ "attempt": s.attempt, "at_ms": s.at.as_millis() as u64, "wait_ms": s.wait.as_millis() as u64 }))
+        .collect();
+    let rules =
+        |rules: &[redrive_core::Rule]| rules.iter().map(ToString::to_string).collect::<Vec<_>>();
+    Ok(Json(json!({
+        "name": policy.name,
+        "description": policy.description,
+        "schedule": policy.schedule.describe(),
+        "jittered": policy.schedule.is_jittered(),
+        "max_attempts": policy.max_attempts,
+        "attempt_timeout_ms": policy.attempt_timeout.as_millis() as u64,
+        "deadline_ms": policy.deadline.map(|d| d.as_millis() as u64),
+        "idempotency_header": policy.idempotency_header,
+        "timeline": timeline,
+        "success": rules(&policy.success),
+        "never_retry": rules(&policy.never_retry),
+        "retry_on": rules(&policy.retry_on),
+        "explain": redrive_core::explain::explain(&policy),
+    }))
+    .into_response())
+}

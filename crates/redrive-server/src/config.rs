@@ -1,0 +1,501 @@
+//! `redrive.toml`: the server, its destinations, policies and alerts.
+//!
+//! Loading order: the file (or defaults), `${VAR}` expanded in every string,
+//! then `REDRIVE__SECTION__KEY` environment overrides, then validation. Every
+//! error names the key; nothing falls back silently.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Uri};
+use redrive_core::duration::DurationText;
+use redrive_core::toml_file::TomlError;
+use redrive_core::{profiles, PolicySet};
+use redrive_engine::{Destination, Rate, SigningSecret};
+use serde::Deserialize;
+
+/// Where the server listens when nothing says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+/// The embedded default database.
+pub const DEFAULT_DATABASE: &str = "sqlite://redrive.db";
+/// The largest enqueue request accepted by default.
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the API listens.
+    pub listen: SocketAddr,
+    /// The database URL.
+    pub database: String,
+    /// Accepted bearer tokens (empty: auth is off, allowed on loopback only).
+    pub api_tokens: Vec<String>,
+    /// The largest request body accepted.
+    pub max_body: usize,
+    /// Delivered and discarded messages are purged after this long.
+    pub retention: Duration,
+    /// The destinations, by name.
+    pub destinations: Vec<Destination>,
+    /// Where parks are reported.
+    pub alert_webhook: Option<Uri>,
+    /// This node's name (leases, logs).
+    pub node_id: String,
+    /// The file it came from, if any.
+    pub source: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSpec {
+    #[serde(default)]
+    server: ServerSpec,
+    #[serde(default)]
+    destinations: BTreeMap<String, DestinationSpec>,
+    #[serde(default)]
+    policies: Option<toml::Table>,
+    #[serde(default)]
+    alerts: AlertsSpec,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ServerSpec {
+    listen: Option<String>,
+    database: Option<String>,
+    api_tokens: Option<Vec<String>>,
+    max_body_bytes: Option<usize>,
+    retention: Option<DurationText>,
+    node_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DestinationSpec {
+    url: String,
+    policy: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    max_in_flight: Option<usize>,
+    rate_limit: Option<String>,
+    signing_secret: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AlertsSpec {
+    webhook: Option<String>,
+}
+
+impl Config {
+    /// Loads `path` (or, without one, `./redrive.toml` if it exists, else the
+    /// defaults), expanding `${VAR}` from `env` and applying `REDRIVE__*`
+    /// overrides from it.
+    pub fn load(path: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, TomlError> {
+        let (name, text) = match path {
+            Some(p) => (p.display().to_string(), read(p)?),
+            None if Path::new("redrive.toml").exists() => {
+                ("redrive.toml".to_owned(), read(Path::new("redrive.toml"))?)
+            }
+            None => ("(defaults)".to_owned(), String::new()),
+        };
+        Config::from_toml(&name, &text, env)
+    }
+
+    /// Parses configuration text; `name` names it in errors.
+    pub fn from_toml(
+        name: &str,
+        text: &str,
+        env: &HashMap<String, String>,
+    ) -> Result<Config, TomlError> {
+        let err = |key: &str, msg: String| TomlError::at_key(name, key, msg);
+        // Syntax first, with positions.
+        let mut value: toml::Value = redrive_core::toml_file::parse_toml(name, text)?;
+        expand(&mut value, "", env).map_err(|(key, msg)| err(&key, msg))?;
+        apply_overrides(&mut value, env).map_err(|(key, msg)| err(&key, msg))?;
+        let expanded = toml::to_string(&value).map_err(|e| err("", e.to_string()))?;
+        let spec: FileSpec = redrive_core::toml_file::parse_toml(name, &expanded)?;
+        let policies = match &spec.policies {
+            Some(_) => PolicySet::from_toml(name, &expanded)?,
+            None => PolicySet::default(),
+        };
+
+        let listen_text = spec.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| err("server.listen", format!("`{listen_text}` is not an address; write HOST:PORT, for example 127.0.0.1:7878")))?;
+        let database = spec
+            .server
+            .database
+            .clone()
+            .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+        if !(database.starts_with("sqlite:")
+            || database.starts_with("postgres://")
+            || database.starts_with("postgresql://"))
+        {
+            return Err(err(
+                "server.database",
+                format!("`{database}` is not a database URL; write sqlite://redrive.db or postgres://user@host/db"),
+            ));
+        }
+        let api_tokens = spec.server.api_tokens.clone().unwrap_or_default();
+        for (i, t) in api_tokens.iter().enumerate() {
+            if t.len() < 16 {
+                return Err(err(
+                    &format!("server.api_tokens[{i}]"),
+                    "is shorter than 16 characters (or empty: is its ${VAR} set?); use a long random token".to_owned(),
+                ));
+            }
+        }
+        let max_body = spec.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
+        if max_body < 1024 {
+            return Err(err(
+                "server.max_body_bytes",
+                "must be at least 1024".to_owned(),
+            ));
+        }
+        let retention = spec
+            .server
+            .retention
+            .map_or(Duration::from_secs(7 * 86_400), |d| d.0);
+
+        let mut destinations = Vec::with_capacity(spec.destinations.len());
+        for (dname, d) in &spec.destinations {
+            let key = |k: &str| format!("destinations.{dname}.{k}");
+            if dname.is_empty()
+                || !dname
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(err(
+                    &format!("destinations.{dname}"),
+                    "a destination name may hold only letters, digits, `-` and `_`".to_owned(),
+                ));
+            }
+            let url = parse_url(&d.url).map_err(|m| err(&key("url"), m))?;
+            let policy_name = d.policy.clone().unwrap_or_else(|| "standard".to_owned());
+            let policy = match profiles::builtin(&policy_name)
+                .or_else(|| policies.get(&policy_name).cloned())
+            {
+                Some(p) => p,
+                None => {
+                    let mut known: Vec<String> =
+                        profiles::NAMES.iter().map(|s| (*s).to_owned()).collect();
+                    known.extend(policies.names().map(str::to_owned));
+                    return Err(err(
+                        &key("policy"),
+                        format!("`{policy_name}` is neither a built-in profile nor a [policies.*] table; known: {}", known.join(", ")),
+                    ));
+                }
+            };
+            let mut headers = Vec::new();
+            for (h, v) in &d.headers {
+                let name = HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                    err(
+                        &key(&format!("headers.{h}")),
+                        "is not a valid header name".to_owned(),
+                    )
+                })?;
+                let value = HeaderValue::from_str(v).map_err(|_| {
+                    err(
+                        &key(&format!("headers.{h}")),
+                        "is not a valid header value".to_owned(),
+                    )
+                })?;
+                headers.push((name, value));
+            }
+            let max_in_flight = d.max_in_flight.unwrap_or(32);
+            if max_in_flight == 0 {
+                return Err(err(&key("max_in_flight"), "must be at least 1".to_owned()));
+            }
+            let rate_limit = match &d.rate_limit {
+                Some(r) => Some(
+                    r.parse::<Rate>()
+                        .map_err(|e| err(&key("rate_limit"), e.to_string()))?,
+                ),
+                None => None,
+            };
+            let signing = match &d.signing_secret {
+                Some(s) => Some(
+                    SigningSecret::parse(s)
+                        .map_err(|e| err(&key("signing_secret"), e.to_string()))?,
+                ),
+                None => None,
+            };
+            destinations.push(Destination {
+                name: dname.clone(),
+                url,
+                policy_name,
+                policy: Arc::new(policy),
+                headers,
+                max_in_flight,
+                rate_limit,
+                signing,
+            });
+        }
+        let alert_webhook = match &spec.alerts.webhook {
+            Some(u) => Some(parse_url(u).map_err(|m| err("alerts.webhook", m))?),
+            None => None,
+        };
+        let node_id = spec
+            .server
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("node-{}", std::process::id()));
+        Ok(Config {
+            listen,
+            database,
+            api_tokens,
+            max_body,
+            retention,
+            destinations,
+            alert_webhook,
+            node_id,
+            source: name.to_owned(),
+        })
+    }
+}
+
+fn read(p: &Path) -> Result<String, TomlError> {
+    std::fs::read_to_string(p).map_err(|e| TomlError {
+        file: p.display().to_string(),
+        location: None,
+        key: None,
+        message: format!("cannot read the configuration: {e}"),
+    })
+}
+
+fn parse_url(text: &str) -> Result<Uri, String> {
+    let uri: Uri = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a URL; write https://host[:port][/base]"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(_)) if uri.query().is_none() => Ok(uri),
+        (Some("http" | "https"), Some(_)) => Err(format!(
+            "`{text}`: a destination URL has no query; put it in the message's path"
+        )),
+        _ => Err(format!(
+            "`{text}` is not an http:// or https:// URL with a host"
+        )),
+    }
+}
+
+/// Expands `${VAR}` in every string; an unset variable is an error naming the key.
+fn expand(
+    v: &mut toml::Value,
+    path: &str,
+    env: &HashMap<String, String>,
+) -> Result<(), (String, String)> {
+    match v {
+        toml::Value::String(s) => {
+            let mut out = String::with_capacity(s.len());
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let after = &rest[start + 2..];
+                let Some(end) = after.find('}') else {
+                    return Err((
+                        path.to_owned(),
+                        "an unclosed `${` ; write ${NAME}".to_owned(),
+                    ));
+                };
+                let var = &after[..end];
+                match env.get(var) {
+                    Some(value) => out.push_str(value),
+                    None => {
+                        return Err((
+                            path.to_owned(),
+                            format!("the environment variable `{var}` is not set"),
+                        ))
+                    }
+                }
+                rest = &after[end + 1..];
+            }
+            out.push_str(rest);
+            *s = out;
+        }
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                expand(item, &format!("{path}[{i}]"), env)?;
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, item) in t.iter_mut() {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                expand(item, &p, env)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `REDRIVE__SERVER__LISTEN=0.0.0.0:7878` sets `server.listen`. The value is
+/// read as TOML when it parses as a value (`["a","b"]`, `32`, `true`), else as
+/// a string.
+fn apply_overrides(
+    v: &mut toml::Value,
+    env: &HashMap<String, String>,
+) -> Result<(), (String, String)> {
+    let mut keys: Vec<&String> = env.keys().filter(|k| k.starts_with("REDRIVE__")).collect();
+    keys.sort();
+    for var in keys {
+        let path: Vec<String> = var["REDRIVE__".len()..]
+            .split("__")
+            .map(str::to_ascii_lowercase)
+            .collect();
+        if path.iter().any(String::is_empty) {
+            return Err((
+                var.clone(),
+                "an override is REDRIVE__SECTION__KEY, for example REDRIVE__SERVER__LISTEN"
+                    .to_owned(),
+            ));
+        }
+        let raw = &env[var];
+        let parsed = format!("x = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("x"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let mut cur = &mut *v;
+        for (i, seg) in path.iter().enumerate() {
+            let toml::Value::Table(t) = cur else {
+                return Err((
+                    path[..i].join("."),
+                    format!("{var} sets a key inside a value that is not a table"),
+                ));
+            };
+            if i + 1 == path.len() {
+                t.insert(seg.clone(), parsed.clone());
+                break;
+            }
+            cur = t
+                .entry(seg.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+database = "sqlite://x.db"
+api_tokens = ["${TOKEN}"]
+
+[destinations.crm]
+url = "https://crm.example.com"
+policy = "billing"
+headers = { Authorization = "Bearer ${CRM_TOKEN}" }
+max_in_flight = 8
+rate_limit = "50/s"
+signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+[policies.billing]
+extends = "standard"
+max_attempts = 6
+
+[alerts]
+webhook = "https://ops.example.com/hooks/redrive"
+"#;
+
+    #[test]
+    fn design_md_configuration_loads_with_variables_expanded() {
+        let c = Config::from_toml(
+            "redrive.toml",
+            GOOD,
+            &env(&[
+                ("TOKEN", "0123456789abcdef0123"),
+                ("CRM_TOKEN", "crm-secret"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.api_tokens, vec!["0123456789abcdef0123"]);
+        let crm = &c.destinations[0];
+        assert_eq!(
+            (
+                crm.name.as_str(),
+                crm.policy.name.as_str(),
+                crm.policy.max_attempts
+            ),
+            ("crm", "billing", 6)
+        );
+        assert_eq!(crm.headers[0].1, "Bearer crm-secret");
+        assert_eq!(crm.rate_limit.map(|r| r.per_second), Some(50.0));
+        assert!(crm.signing.is_some());
+        assert!(c.alert_webhook.is_some());
+    }
+
+    #[test]
+    fn environment_overrides_win() {
+        let e = env(&[
+            ("TOKEN", "0123456789abcdef0123"),
+            ("CRM_TOKEN", "x"),
+            ("REDRIVE__SERVER__LISTEN", "127.0.0.1:9999"),
+            ("REDRIVE__DESTINATIONS__CRM__MAX_IN_FLIGHT", "3"),
+        ]);
+        let c = Config::from_toml("redrive.toml", GOOD, &e).unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.destinations[0].max_in_flight, 3);
+    }
+
+    #[test]
+    fn no_file_gives_the_defaults() {
+        let c = Config::from_toml("(defaults)", "", &HashMap::new()).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.database, DEFAULT_DATABASE);
+        assert!(c.destinations.is_empty() && c.api_tokens.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = |text: &str, vars: &[(&str, &str)]| {
+            Config::from_toml("r.toml", text, &env(vars))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(e("[server]\napi_tokens = [\"${NOPE}\"]\n", &[])
+            .contains("server.api_tokens[0]: the environment variable `NOPE` is not set"));
+        assert!(e("[server]\nlisten = \"nowhere\"\n", &[])
+            .contains("server.listen: `nowhere` is not an address"));
+        assert!(e("[server]\nlisten = \"127.0.0.1:1\"\nport = 3\n", &[])
+            .contains("unknown field `port`"));
+        assert!(e("[destinations.crm]\nurl = \"ftp://x\"\n", &[]).contains("destinations.crm.url"));
+        assert!(e(
+            "[destinations.crm]\nurl = \"http://x\"\npolicy = \"nope\"\n",
+            &[]
+        )
+        .contains("destinations.crm.policy: `nope` is neither"));
+        assert!(e(
+            "[destinations.crm]\nurl = \"http://x\"\nrate_limit = \"fast\"\n",
+            &[]
+        )
+        .contains("destinations.crm.rate_limit"));
+        assert!(e(
+            "[destinations.crm]\nurl = \"http://x\"\nsigning_secret = \"abc\"\n",
+            &[]
+        )
+        .contains("destinations.crm.signing_secret: a signing secret starts with `whsec_`"));
+        assert!(e("[server]\napi_tokens = [\"short\"]\n", &[]).contains("shorter than 16"));
+        assert!(e("[server]\ndatabase = \"mysql://x\"\n", &[]).contains("server.database"));
+        assert!(e("[policies.billing]\nschedule = []\n", &[])
+            .contains("policies.billing.schedule: the schedule is empty"));
+    }
+}

@@ -1,0 +1,188 @@
+//! `redrive serve`: configuration, the HTTP API over the store and the engine,
+//! Prometheus metrics, and the lifecycle that ties them together (graceful
+//! shutdown finishes or releases attempts in flight).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use redrive_engine::{ClientConfig, Engine, EngineConfig, HttpClient, SystemClock};
+use redrive_store::{MessageState, Store};
+use tokio::sync::watch;
+
+pub mod api;
+pub mod config;
+pub mod problem;
+pub mod views;
+
+pub use config::Config;
+
+/// The OpenAPI document served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// No token and a non-loopback address: refused.
+    #[error("no API token is configured and {0} is not a loopback address: anyone could use the API; set server.api_tokens (for example [\"${{REDRIVE_API_TOKEN}}\"])")]
+    NoToken(SocketAddr),
+    /// The address could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+    /// The server failed while running.
+    #[error("the server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The process-wide Prometheus recorder (installed once).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("redrive_attempt_latency_seconds".to_owned()),
+                    &[
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                        10.0, 30.0,
+                    ],
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (tests); ours still renders.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Runs the API and the engine on `store` until `shutdown` resolves.
+/// `on_listen` is told the bound address (port 0 picks one).
+pub async fn serve<S: Store>(
+    config: Config,
+    store: S,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_listen: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    if config.api_tokens.is_empty() {
+        if !config.listen.ip().is_loopback() {
+            return Err(ServeError::NoToken(config.listen));
+        }
+        tracing::warn!(
+            listen = %config.listen,
+            "NO API TOKEN IS CONFIGURED: the API is open to every process on this machine; set server.api_tokens before exposing it"
+        );
+    }
+    let metrics = metrics_handle();
+    let client =
+        HttpClient::new(ClientConfig::default()).map_err(|e| ServeError::Client(e.to_string()))?;
+    let engine_config = EngineConfig {
+        node_id: config.node_id.clone(),
+        retention: Some(config.retention),
+        alert_webhook: config.alert_webhook.clone(),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(
+        store,
+        config.destinations.clone(),
+        client,
+        engine_config,
+        Arc::new(SystemClock),
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServeError::Bind(config.listen, e))?;
+    let addr = listener.local_addr()?;
+    on_listen(addr);
+    tracing::info!(%addr, source = %config.source, destinations = config.destinations.len(), "redrive serving");
+
+    let state = Arc::new(api::AppState {
+        engine: engine.clone(),
+        tokens: config.api_tokens.clone(),
+        max_body: config.max_body,
+        metrics,
+        ready: AtomicBool::new(true),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let engine_task = {
+        let engine = engine.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move { engine.run(stop).await })
+    };
+    let gauges = tokio::spawn(update_gauges(engine.clone(), stop_rx.clone()));
+    let app = api::router(Arc::clone(&state));
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = http_stop_tx.send(());
+    });
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = http_stop_rx.await;
+        })
+        .await;
+    state.ready.store(false, Ordering::SeqCst);
+    tracing::info!("shutting down: finishing attempts in flight");
+    let _ = stop_tx.send(true);
+    let _ = engine_task.await;
+    gauges.abort();
+    tracing::info!("stopped");
+    result.map_err(ServeError::Io)
+}
+
+/// Keeps the gauges (messages by state, oldest due, circuits) current.
+async fn update_gauges<S: Store>(engine: Engine<S>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let now = engine.now_ms();
+        if let Ok(stats) = engine.store().stats(now).await {
+            // Every configured destination and state, so a count that drops to
+            // zero shows as zero rather than its last value.
+            let mut names: Vec<String> = engine
+                .destinations()
+                .iter()
+                .map(|d| d.name.clone())
+                .collect();
+            names.extend(stats.by_destination_state.iter().map(|(d, _, _)| d.clone()));
+            names.sort();
+            names.dedup();
+            for destination in names {
+                for state in [
+                    MessageState::Pending,
+                    MessageState::Delivered,
+                    MessageState::Parked,
+                    MessageState::Discarded,
+                ] {
+                    let n = stats
+                        .by_destination_state
+                        .iter()
+                        .find(|(d, s, _)| *d == destination && *s == state)
+                        .map_or(0, |(_, _, n)| *n);
+                    metrics::gauge!("redrive_messages", "destination" => destination.clone(), "state" => state.as_str()).set(n as f64);
+                }
+            }
+            let age = stats
+                .oldest_due_at
+                .map_or(0.0, |t| ((now - t).max(0) as f64) / 1000.0);
+            metrics::gauge!("redrive_oldest_due_age_seconds").set(age);
+        }
+        for (destination, state) in engine.circuits() {
+            let v = match state {
+                redrive_engine::CircuitState::Closed => 0.0,
+                redrive_engine::CircuitState::Open => 1.0,
+                redrive_engine::CircuitState::HalfOpen => 2.0,
+            };
+            metrics::gauge!("redrive_circuit_state", "destination" => destination).set(v);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
