@@ -109,7 +109,12 @@ pub async fn claim_leases_due_messages<S: Store>(s: S) {
         vec!["01A", "01B"],
         "due ones, oldest due first; 01C is not due"
     );
-    assert!(got.iter().all(|c| c.lease == "L1"));
+    assert!(got.iter().all(|c| c.lease == "L1" && c.message.leased));
+    let (m, _) = s.get("01A".into()).await.expect("get").expect("found");
+    assert!(
+        m.leased && m.next_attempt_at == Some(65_000),
+        "leased until its lease ends"
+    );
     assert!(s
         .claim(6_000, 10, "L2".into(), 66_000, vec![])
         .await

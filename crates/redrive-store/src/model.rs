@@ -120,8 +120,10 @@ pub struct Message {
     pub cycle: u32,
     /// When the current cycle began (deadlines count from here).
     pub cycle_started_at: i64,
-    /// When it is due, while pending.
+    /// When it is due, while pending (while leased: when the lease ends).
     pub next_attempt_at: Option<i64>,
+    /// True while a worker holds it for an attempt.
+    pub leased: bool,
     /// When it was accepted.
     pub created_at: i64,
     /// When its state last changed.

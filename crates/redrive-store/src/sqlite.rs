@@ -72,7 +72,7 @@ CREATE INDEX attempts_by_start ON attempts (started_at);
 
 const COLUMNS: &str = "id, destination, method, path, headers, body, idempotency_key, request_hash, \
     marked_idempotent, state, park_reason, last_class, attempts, total_attempts, cycle, cycle_started_at, \
-    next_attempt_at, created_at, updated_at";
+    next_attempt_at, created_at, updated_at, lease IS NOT NULL";
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type WriteJob = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
@@ -269,6 +269,7 @@ fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
         next_attempt_at: r.get(16)?,
         created_at: r.get(17)?,
         updated_at: r.get(18)?,
+        leased: r.get(19)?,
     })
 }
 
