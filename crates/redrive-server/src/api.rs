@@ -50,6 +50,7 @@ pub fn router<S: Store>(state: Shared<S>) -> Router {
         .route("/v1/dead-letters/redrive", post(redrive_bulk::<S>))
         .route("/v1/destinations", get(destinations::<S>))
         .route("/v1/policies/{name}", get(policy::<S>))
+        .route("/v1/report", get(report::<S>))
         .route("/openapi.json", get(openapi))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -595,4 +596,22 @@ async fn policy<S: Store>(
         "explain": redrive_core::explain::explain(&policy),
     }))
     .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    since: Option<String>,
+}
+
+/// `GET /v1/report?since=24h`: failed attempts by destination and class.
+async fn report<S: Store>(
+    State(state): State<Shared<S>>,
+    query: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(q) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let now = state.engine.now_ms();
+    let since = parse_since(q.since.as_deref().unwrap_or("24h"), now)?;
+    let rows = state.engine.store().report(since).await?;
+    Ok(Json(json!({ "since": crate::views::rfc3339(since), "failures": rows })).into_response())
 }

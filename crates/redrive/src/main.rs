@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod api_client;
 mod cmd;
 mod input;
 
@@ -30,6 +31,16 @@ enum Command {
     Mock(cmd::mock::Args),
     /// Run the delivery engine and its HTTP API.
     Serve(cmd::serve::Args),
+    /// Deliver one request inline with a policy, printing each attempt.
+    Send(cmd::send::Args),
+    /// List and inspect messages on a running server.
+    #[command(subcommand)]
+    Messages(cmd::messages::MessagesCommand),
+    /// Parked messages (the dead-letter store): list, show, redrive, discard.
+    #[command(subcommand)]
+    Dlq(cmd::messages::DlqCommand),
+    /// Failures by destination and error class over a window.
+    Report(cmd::messages::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +53,10 @@ fn main() -> ExitCode {
         Command::Policy(command) => cmd::policy::run(command),
         Command::Mock(args) => cmd::mock::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Send(args) => cmd::send::run(args),
+        Command::Messages(c) => cmd::messages::run_messages(c),
+        Command::Dlq(c) => cmd::messages::run_dlq(c),
+        Command::Report(a) => cmd::messages::run_report(a),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
 pub mod classify;
+pub mod messages;
 pub mod mock;
 pub mod policy;
+pub mod send;
 pub mod serve;
 pub mod signal;

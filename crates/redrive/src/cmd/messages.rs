@@ -1,0 +1,469 @@
+//! `redrive messages`, `redrive dlq` and `redrive report`: people acting on a
+//! running server.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+
+use crate::api_client::{encode, ApiClient, ServerArgs};
+
+/// Filters shared by the list commands.
+#[derive(clap::Args, Debug, Default)]
+pub struct Filters {
+    /// Only this destination.
+    #[arg(long, value_name = "D")]
+    destination: Option<String>,
+    /// Only this error class (of the last attempt).
+    #[arg(long, value_name = "C")]
+    class: Option<String>,
+    /// Only this park reason: not_retryable, exhausted, expired, indeterminate.
+    #[arg(long, value_name = "R")]
+    reason: Option<String>,
+    /// Only messages changed within this window (24h) or since an RFC 3339 time.
+    #[arg(long, value_name = "DURATION")]
+    since: Option<String>,
+}
+
+impl Filters {
+    fn query(&self) -> String {
+        let mut q = String::new();
+        for (k, v) in [
+            ("destination", &self.destination),
+            ("class", &self.class),
+            ("reason", &self.reason),
+            ("since", &self.since),
+        ] {
+            if let Some(v) = v {
+                q.push_str(&format!("&{k}={}", encode(v)));
+            }
+        }
+        q
+    }
+
+    fn body(&self) -> Value {
+        let mut o = serde_json::Map::new();
+        for (k, v) in [
+            ("destination", &self.destination),
+            ("class", &self.class),
+            ("reason", &self.reason),
+            ("since", &self.since),
+        ] {
+            if let Some(v) = v {
+                o.insert(k.to_owned(), json!(v));
+            }
+        }
+        Value::Object(o)
+    }
+}
+
+/// `redrive messages ...`
+#[derive(clap::Subcommand, Debug)]
+pub enum MessagesCommand {
+    /// List messages, oldest first.
+    List {
+        /// Only this state: pending, delivered, parked, discarded.
+        #[arg(long, value_name = "S")]
+        state: Option<String>,
+        #[command(flatten)]
+        filters: Filters,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// One message and every attempt.
+    Show {
+        /// The message id.
+        id: String,
+        /// Print the JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// `redrive dlq ...`
+#[derive(clap::Subcommand, Debug)]
+pub enum DlqCommand {
+    /// List parked messages.
+    List {
+        #[command(flatten)]
+        filters: Filters,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// One parked message and every attempt.
+    Show {
+        /// The message id.
+        id: String,
+        /// Print the JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Put parked messages back into delivery: by id, or every one matching
+    /// the filters with --all.
+    Redrive {
+        /// Message ids.
+        ids: Vec<String>,
+        /// Every parked message that matches the filters.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        #[command(flatten)]
+        filters: Filters,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Discard parked messages (kept for audit until retention).
+    Discard {
+        /// Message ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// `redrive report`.
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// The window: a duration (24h) or an RFC 3339 time.
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    since: String,
+    /// Print the JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+pub fn run_messages(c: MessagesCommand) -> Result<ExitCode> {
+    runtime()?.block_on(async move {
+        match c {
+            MessagesCommand::List {
+                state,
+                filters,
+                limit,
+                json,
+                server,
+            } => {
+                list(
+                    &ApiClient::new(&server)?,
+                    state.as_deref(),
+                    &filters,
+                    limit,
+                    json,
+                )
+                .await
+            }
+            MessagesCommand::Show { id, json, server } => {
+                show(&ApiClient::new(&server)?, &id, json).await
+            }
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_dlq(c: DlqCommand) -> Result<ExitCode> {
+    runtime()?.block_on(async move {
+        match c {
+            DlqCommand::List {
+                filters,
+                limit,
+                json,
+                server,
+            } => {
+                list(
+                    &ApiClient::new(&server)?,
+                    Some("parked"),
+                    &filters,
+                    limit,
+                    json,
+                )
+                .await
+            }
+            DlqCommand::Show { id, json, server } => {
+                show(&ApiClient::new(&server)?, &id, json).await
+            }
+            DlqCommand::Redrive {
+                ids,
+                all,
+                filters,
+                server,
+            } => {
+                let api = ApiClient::new(&server)?;
+                if all {
+                    redrive_all(&api, &filters).await
+                } else if ids.is_empty() {
+                    bail!("give message ids, or --all with filters")
+                } else {
+                    act(&api, &ids, "redrive").await
+                }
+            }
+            DlqCommand::Discard { ids, server } => {
+                act(&ApiClient::new(&server)?, &ids, "discard").await
+            }
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_report(a: ReportArgs) -> Result<ExitCode> {
+    runtime()?.block_on(async move {
+        let api = ApiClient::new(&a.server)?;
+        let v = api
+            .call(
+                "GET",
+                &format!("/v1/report?since={}", encode(&a.since)),
+                None,
+            )
+            .await?;
+        if a.json {
+            println!("{v}");
+            return Ok(());
+        }
+        println!(
+            "failed attempts since {}",
+            v["since"].as_str().unwrap_or("")
+        );
+        println!(
+            "{:<20} {:<22} {:>9} {:>9} {:>9}",
+            "destination", "class", "attempts", "messages", "parked"
+        );
+        let rows = v["failures"].as_array().cloned().unwrap_or_default();
+        if rows.is_empty() {
+            println!("(none)");
+        }
+        for r in rows {
+            println!(
+                "{:<20} {:<22} {:>9} {:>9} {:>9}",
+                r["destination"].as_str().unwrap_or(""),
+                r["class"].as_str().unwrap_or(""),
+                r["attempts"],
+                r["messages"],
+                r["parked"]
+            );
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(
+    api: &ApiClient,
+    state: Option<&str>,
+    filters: &Filters,
+    limit: usize,
+    json: bool,
+) -> Result<()> {
+    let mut cursor: Option<String> = None;
+    let mut shown = 0;
+    if !json {
+        println!(
+            "{:<28} {:<10} {:<14} {:<32} {:>4} {:<14} reason",
+            "id", "state", "destination", "request", "try", "class"
+        );
+    }
+    while shown < limit {
+        let page = (limit - shown).min(1000);
+        let mut path = format!("/v1/messages?limit={page}{}", filters.query());
+        if let Some(s) = state {
+            path.push_str(&format!("&state={}", encode(s)));
+        }
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={}", encode(c)));
+        }
+        let v = api.call("GET", &path, None).await?;
+        for m in v["messages"].as_array().cloned().unwrap_or_default() {
+            shown += 1;
+            if json {
+                println!("{m}");
+                continue;
+            }
+            let request = format!(
+                "{} {}",
+                m["method"].as_str().unwrap_or(""),
+                m["path"].as_str().unwrap_or("")
+            );
+            println!(
+                "{:<28} {:<10} {:<14} {:<32} {:>4} {:<14} {}",
+                m["id"].as_str().unwrap_or(""),
+                m["state"].as_str().unwrap_or(""),
+                m["destination"].as_str().unwrap_or(""),
+                request.chars().take(32).collect::<String>(),
+                m["attempts_in_cycle"],
+                m["class"].as_str().unwrap_or("-"),
+                m["park_reason"].as_str().unwrap_or("")
+            );
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+async fn show(api: &ApiClient, id: &str, json: bool) -> Result<()> {
+    let m = api
+        .call("GET", &format!("/v1/messages/{}", encode(id)), None)
+        .await?;
+    if json {
+        println!("{m}");
+        return Ok(());
+    }
+    println!("message      {}", m["id"].as_str().unwrap_or(""));
+    println!(
+        "request      {} {} -> {}",
+        m["method"].as_str().unwrap_or(""),
+        m["path"].as_str().unwrap_or(""),
+        m["destination"].as_str().unwrap_or("")
+    );
+    println!(
+        "state        {}{}",
+        m["state"].as_str().unwrap_or(""),
+        m["park_reason"]
+            .as_str()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    );
+    println!(
+        "key          {}",
+        m["idempotency_key"].as_str().unwrap_or("")
+    );
+    println!(
+        "cycle        {} ({} attempts in it, {} in all)",
+        m["cycle"], m["attempts_in_cycle"], m["total_attempts"]
+    );
+    if let Some(next) = m["next_attempt_at"].as_str() {
+        println!("next attempt {next}");
+    }
+    println!("attempts");
+    for a in m["attempts"].as_array().cloned().unwrap_or_default() {
+        let outcome = match (a["status"].as_u64(), a["transport"].as_str()) {
+            (Some(s), _) => format!("HTTP {s}"),
+            (None, Some(t)) => t.to_owned(),
+            _ => "-".to_owned(),
+        };
+        let decision = match a["delay_ms"].as_u64() {
+            Some(d) => format!(
+                "{} in {}",
+                a["decision"].as_str().unwrap_or(""),
+                redrive_core::HumanDuration(std::time::Duration::from_millis(d))
+            ),
+            None => format!(
+                "{} ({})",
+                a["decision"].as_str().unwrap_or(""),
+                a["reason"].as_str().unwrap_or("")
+            ),
+        };
+        println!(
+            "  #{:<3} {}  {:<10} {:<22} {:>6}ms  {}",
+            a["n"],
+            a["started_at"].as_str().unwrap_or(""),
+            outcome,
+            a["class"].as_str().unwrap_or(""),
+            a["latency_ms"],
+            decision
+        );
+        if let Some(x) = a["response_excerpt"].as_str() {
+            println!("        {}", x.chars().take(160).collect::<String>());
+        }
+    }
+    Ok(())
+}
+
+async fn act(api: &ApiClient, ids: &[String], verb: &str) -> Result<()> {
+    let mut failed = 0;
+    for id in ids {
+        match api
+            .call("POST", &format!("/v1/messages/{}/{verb}", encode(id)), None)
+            .await
+        {
+            Ok(m) => println!("{id}: {}", m["state"].as_str().unwrap_or("")),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{id}: {e:#}");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} could not be {}",
+            ids.len(),
+            if verb == "redrive" {
+                "redriven"
+            } else {
+                "discarded"
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Counts the matching parked messages, then redrives them in slices with a
+/// progress bar. Bounded by that count, so messages that park again during the
+/// run are not redriven twice.
+async fn redrive_all(api: &ApiClient, filters: &Filters) -> Result<()> {
+    let mut total = 0u64;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/messages?state=parked&limit=1000{}", filters.query());
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={}", encode(c)));
+        }
+        let v = api.call("GET", &path, None).await?;
+        total += v["messages"].as_array().map_or(0, |a| a.len() as u64);
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    if total == 0 {
+        println!("no parked message matches");
+        return Ok(());
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} redriven ({eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut done = 0u64;
+    while done < total {
+        let mut body = filters.body();
+        body["limit"] = json!((total - done).min(500));
+        let v = api
+            .call("POST", "/v1/dead-letters/redrive", Some(&body))
+            .await?;
+        let n = v["redriven"].as_u64().unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        done += n;
+        bar.set_position(done.min(total));
+    }
+    bar.finish_and_clear();
+    println!("redriven {done} parked message(s)");
+    Ok(())
+}
