@@ -260,9 +260,9 @@ pub fn run_report(a: ReportArgs) -> Result<ExitCode> {
                 "{:<20} {:<22} {:>9} {:>9} {:>9}",
                 r["destination"].as_str().unwrap_or(""),
                 r["class"].as_str().unwrap_or(""),
-                r["attempts"],
-                r["messages"],
-                r["parked"]
+                r["attempts"].as_u64().unwrap_or(0),
+                r["messages"].as_u64().unwrap_or(0),
+                r["parked"].as_u64().unwrap_or(0)
             );
         }
         Ok::<_, anyhow::Error>(())
@@ -312,7 +312,7 @@ async fn list(
                 m["state"].as_str().unwrap_or(""),
                 m["destination"].as_str().unwrap_or(""),
                 request.chars().take(32).collect::<String>(),
-                m["attempts_in_cycle"],
+                m["attempts_in_cycle"].as_u64().unwrap_or(0),
                 m["class"].as_str().unwrap_or("-"),
                 m["park_reason"].as_str().unwrap_or("")
             );
@@ -380,11 +380,11 @@ async fn show(api: &ApiClient, id: &str, json: bool) -> Result<()> {
         };
         println!(
             "  #{:<3} {}  {:<10} {:<22} {:>6}ms  {}",
-            a["n"],
+            a["n"].as_u64().unwrap_or(0),
             a["started_at"].as_str().unwrap_or(""),
             outcome,
             a["class"].as_str().unwrap_or(""),
-            a["latency_ms"],
+            a["latency_ms"].as_u64().unwrap_or(0),
             decision
         );
         if let Some(x) = a["response_excerpt"].as_str() {
