@@ -609,7 +609,12 @@ fn observe(m: &Message, r: &AttemptRecord, attempted: &Attempted) {
     let attempt = m.attempts + 1;
     match r.decision.as_str() {
         "delivered" => {
-            tracing::debug!(message_id = %m.id, destination = %m.destination, attempt, latency_ms = r.latency_ms, "delivered")
+            // From acceptance to delivery, over every cycle.
+            let seconds =
+                ((r.started_at + r.latency_ms as i64 - m.created_at).max(0) as f64) / 1000.0;
+            metrics::histogram!("redrive_delivery_seconds", "destination" => m.destination.clone())
+                .record(seconds);
+            tracing::debug!(message_id = %m.id, destination = %m.destination, attempt, latency_ms = r.latency_ms, "delivered");
         }
         "retry" => tracing::info!(
             message_id = %m.id, destination = %m.destination, attempt, class = %r.class,

@@ -508,3 +508,77 @@ async fn signatures_and_destination_headers_are_sent_and_secrets_stay_out_of_rec
     }
     r.stop().await;
 }
+
+/// Every built-in profile, the same three stories: temporary failures then
+/// success (the right number of attempts, the same key on each where the
+/// policy sends one), a content error (parked at once), and a failure that
+/// never ends (parked as exhausted after exactly `max_attempts`).
+#[tokio::test]
+async fn every_profile_delivers_after_temporary_failures_parks_content_errors_and_exhausts() {
+    for (profile, temporary) in [
+        ("standard", 503),
+        ("privo", 500),
+        ("privo-webhook", 502),
+        ("synchive", 503),
+        ("operations1", 429),
+        ("intentplatform", 408),
+    ] {
+        let scenario = format!(
+            "[[routes]]\npath = \"/ok/*\"\nsteps = [{{ status = {temporary}, times = 2 }}, {{ status = 200 }}]\n\
+             [[routes]]\npath = \"/bad/*\"\nsteps = [{{ status = 400 }}]\n\
+             [[routes]]\npath = \"/down/*\"\nsteps = [{{ status = {temporary} }}]\n"
+        );
+        let mut r = rig(&scenario, dest(profile), |c| {
+            c.breaker.failure_threshold = 1000
+        })
+        .await;
+        let policy = profiles::builtin(profile).expect("profile");
+
+        let ok = r.enqueue("GET", "/ok/1").await;
+        let (m, attempts) = r.settle(&ok).await;
+        assert_eq!(
+            (m.state, attempts.len()),
+            (MessageState::Delivered, 3),
+            "{profile}"
+        );
+        let sent = r.mock.journal(None).entries;
+        let keys: Vec<Option<String>> = sent
+            .iter()
+            .filter(|e| e.path == "/ok/1")
+            .map(|e| {
+                policy
+                    .idempotency_header
+                    .as_ref()
+                    .and_then(|h| e.header(&h.to_ascii_lowercase()).map(str::to_owned))
+            })
+            .collect();
+        match &policy.idempotency_header {
+            Some(_) => assert!(
+                keys.iter()
+                    .all(|k| k.as_deref() == Some(format!("key-{ok}").as_str())),
+                "{profile}: {keys:?}"
+            ),
+            None => assert!(
+                sent.iter().all(|e| e.idempotency_key.is_none()),
+                "{profile} documents no idempotency header, so none is sent"
+            ),
+        }
+
+        let bad = r.enqueue("GET", "/bad/1").await;
+        let (m, attempts) = r.settle(&bad).await;
+        assert_eq!(
+            (m.state, m.park_reason.as_deref(), attempts.len()),
+            (MessageState::Parked, Some("not_retryable"), 1),
+            "{profile}"
+        );
+
+        let down = r.enqueue("GET", "/down/1").await;
+        let (m, attempts) = r.settle(&down).await;
+        assert_eq!(
+            (m.state, m.park_reason.as_deref(), attempts.len() as u32),
+            (MessageState::Parked, Some("exhausted"), policy.max_attempts),
+            "{profile}"
+        );
+        r.stop().await;
+    }
+}

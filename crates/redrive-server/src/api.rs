@@ -62,6 +62,14 @@ pub fn router<S: Store>(state: Shared<S>) -> Router {
         .route("/metrics", get(metrics::<S>))
         .merge(api)
         .fallback(|| async { Problem::not_found("no such route; see /openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "this route does not take that method; see /openapi.json",
+            )
+        })
         .with_state(state)
 }
 

@@ -354,6 +354,27 @@ async fn probes_and_metrics_are_public_and_the_rest_needs_the_token() {
         let (st, _, _) = s.call("GET", path, None, &[], "").await;
         assert_eq!(st, 401, "{path}");
     }
+    // Deliver one so the metrics have something to say.
+    let (st, v) = s
+        .api(
+            "POST",
+            "/v1/messages",
+            r#"{"destination":"crm","path":"/m"}"#,
+        )
+        .await;
+    assert_eq!(st, 202);
+    s.wait_state(v["id"].as_str().expect("id"), "delivered")
+        .await;
+    let (_, _, metrics) = s.call("GET", "/metrics", None, &[], "").await;
+    let metrics = metrics.as_str().unwrap_or_default().to_owned();
+    for name in [
+        "redrive_attempts_total{",
+        "redrive_attempt_latency_seconds_bucket{",
+        "redrive_delivery_seconds_bucket{",
+        "redrive_enqueued_total{",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
     let (st, _, doc) = s.call("GET", "/openapi.json", Some(TOKEN), &[], "").await;
     assert_eq!(st, 200);
     for path in [
