@@ -232,6 +232,8 @@ impl<S: Store> Engine<S> {
                 }
             })
         });
+        // Other nodes (PostgreSQL's NOTIFY) can make messages due too.
+        let mut external = inner.store.wakeups();
         while !*shutdown.borrow() {
             let claimed = self.claim_round().await;
             if claimed {
@@ -254,9 +256,20 @@ impl<S: Store> Engine<S> {
                     inner.config.idle_poll
                 }
             };
+            let woken = async {
+                match external.as_mut() {
+                    Some(rx) => {
+                        if rx.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = inner.wake.notified() => {}
+                _ = woken => {}
                 _ = shutdown.changed() => {}
             }
         }

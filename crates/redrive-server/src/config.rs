@@ -43,6 +43,10 @@ pub struct Config {
     pub alert_webhook: Option<Uri>,
     /// This node's name (leases, logs).
     pub node_id: String,
+    /// PostgreSQL: connections in the pool.
+    pub pool_size: usize,
+    /// PostgreSQL: the statement timeout of every connection.
+    pub statement_timeout: Duration,
     /// The file it came from, if any.
     pub source: String,
 }
@@ -69,6 +73,8 @@ struct ServerSpec {
     max_body_bytes: Option<usize>,
     retention: Option<DurationText>,
     node_id: Option<String>,
+    pool_size: Option<usize>,
+    statement_timeout: Option<DurationText>,
 }
 
 #[derive(Deserialize)]
@@ -244,6 +250,20 @@ impl Config {
             .node_id
             .clone()
             .unwrap_or_else(|| format!("node-{}", std::process::id()));
+        let pool_size = spec.server.pool_size.unwrap_or(16);
+        if pool_size == 0 {
+            return Err(err("server.pool_size", "must be at least 1".to_owned()));
+        }
+        let statement_timeout = spec
+            .server
+            .statement_timeout
+            .map_or(Duration::from_secs(30), |d| d.0);
+        if statement_timeout.is_zero() {
+            return Err(err(
+                "server.statement_timeout",
+                "must be above 0s".to_owned(),
+            ));
+        }
         Ok(Config {
             listen,
             database,
@@ -253,6 +273,8 @@ impl Config {
             destinations,
             alert_webhook,
             node_id,
+            pool_size,
+            statement_timeout,
             source: name.to_owned(),
         })
     }

@@ -550,8 +550,10 @@ pub async fn stats_and_report<S: Store>(s: S) {
 }
 
 /// Generates one `#[tokio::test]` per conformance check. `$make` is an async
-/// expression giving a fresh store (it may capture a guard that keeps a temp
-/// directory alive: return `(store, guard)`).
+/// expression giving `Some((store, guard))`, a fresh store and whatever keeps
+/// it alive (a temp directory, a database dropped on drop), or `None` when the
+/// backend is not available (the generator of `$make` says why, and fails
+/// under `CI=true`).
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
@@ -574,8 +576,9 @@ macro_rules! conformance_tests {
         $(
             #[tokio::test]
             async fn $name() {
-                let (store, _guard) = $make.await;
-                $crate::conformance::$name(store).await;
+                if let Some((store, _guard)) = $make.await {
+                    $crate::conformance::$name(store).await;
+                }
             }
         )*
     };

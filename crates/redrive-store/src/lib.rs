@@ -3,8 +3,8 @@
 //! The [`Store`] trait is the engine's only way to change a message: enqueue it,
 //! claim it under a lease, record an attempt together with the next state (one
 //! transaction), release it, redrive or discard it. Implementations: [`sqlite`]
-//! (the embedded default); PostgreSQL follows. [`conformance`] is the suite
-//! every implementation must pass.
+//! (the embedded default) and [`postgres`] (several nodes on one queue).
+//! [`conformance`] is the suite every implementation must pass.
 //!
 //! **A method returns only after its writes are durable**: an enqueue that
 //! returned `Ok` survives `kill -9`.
@@ -13,12 +13,15 @@ use std::future::Future;
 
 pub mod conformance;
 pub mod model;
+pub mod postgres;
 pub mod sqlite;
+pub mod testdb;
 
 pub use model::{
     AttemptRecord, Claimed, Enqueued, Filter, Message, MessageState, NewMessage, NextState, Page,
     ReportRow, Stats,
 };
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// Why a store operation failed.
@@ -128,4 +131,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Failed attempts per destination and class since `since`.
     fn report(&self, since: i64)
         -> impl Future<Output = Result<Vec<ReportRow>, StoreError>> + Send;
+
+    /// Bumps when another process made messages due (PostgreSQL's `NOTIFY`),
+    /// so an idle scheduler wakes without polling. `None`: nothing to listen to.
+    fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }

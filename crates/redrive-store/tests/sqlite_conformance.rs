@@ -2,10 +2,10 @@
 
 use redrive_store::SqliteStore;
 
-async fn fresh() -> (SqliteStore, tempfile::TempDir) {
+async fn fresh() -> Option<(SqliteStore, tempfile::TempDir)> {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(&dir.path().join("redrive.db")).expect("open");
-    (store, dir)
+    Some((store, dir))
 }
 
 redrive_store::conformance_tests!(fresh());

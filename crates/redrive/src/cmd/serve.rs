@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use redrive_server::Config;
-use redrive_store::SqliteStore;
+use redrive_store::{PostgresOptions, PostgresStore, SqliteStore};
 
 /// `redrive serve` arguments.
 #[derive(clap::Args, Debug)]
@@ -35,25 +35,34 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(db) = args.database {
         config.database = db;
     }
-    if config.database.starts_with("postgres") {
-        bail!(
-            "database `{}`: PostgreSQL is not supported yet; use sqlite://FILE",
-            config.database
-        );
-    }
     super::signal::init_logs(args.log_format == "json");
-    let store = SqliteStore::open_url(&config.database).map_err(|e| anyhow::anyhow!("{e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let announce = |addr: SocketAddr| {
+        // The first line of stdout is the address, for scripts and tests.
+        println!("redrive listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+    };
     runtime.block_on(async move {
-        redrive_server::serve(config, store, super::signal::shutdown(), |addr| {
-            // The first line of stdout is the address, for scripts and tests.
-            println!("redrive listening on http://{addr}");
-            let _ = std::io::stdout().flush();
-        })
-        .await
+        if config.database.starts_with("postgres://")
+            || config.database.starts_with("postgresql://")
+        {
+            let options = PostgresOptions {
+                pool_size: config.pool_size,
+                statement_timeout: config.statement_timeout,
+            };
+            let store = PostgresStore::connect(&config.database, &options)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            redrive_server::serve(config, store, super::signal::shutdown(), announce).await?;
+        } else {
+            let store =
+                SqliteStore::open_url(&config.database).map_err(|e| anyhow::anyhow!("{e}"))?;
+            redrive_server::serve(config, store, super::signal::shutdown(), announce).await?;
+        }
+        Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,831 @@
+//! The PostgreSQL store: several `redrive serve` nodes sharing one queue.
+//!
+//! - Claims are one statement with `FOR UPDATE SKIP LOCKED`, committed before
+//!   any delivery starts (no transaction is ever held across an HTTP call);
+//!   nodes never wait on each other's rows.
+//! - Every record is fenced by the lease token: a node whose lease expired
+//!   cannot overwrite the newer attempt of another.
+//! - Enqueue dedupe is a unique index on the idempotency key (no read-then-write
+//!   race between nodes).
+//! - `NOTIFY redrive_due` after enqueues and redrives wakes idle nodes, which
+//!   `LISTEN` instead of polling in a tight loop.
+//! - Migrations and the retention purge take advisory locks, so nodes that
+//!   start together migrate once and only one node purges at a time.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::watch;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{AsyncMessage, Row};
+
+use crate::model::{
+    AttemptRecord, Claimed, Enqueued, Filter, Message, MessageState, NewMessage, NextState, Page,
+    ReportRow, Stats,
+};
+use crate::{Store, StoreError};
+
+/// The advisory lock key for migrations ("redrive" in ASCII, roughly).
+const MIGRATION_LOCK: i64 = 0x7265_6472_6976_6501;
+/// The advisory lock key for the retention purge.
+const PURGE_LOCK: i64 = 0x7265_6472_6976_6502;
+/// The channel idle nodes listen on.
+const CHANNEL: &str = "redrive_due";
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE messages (
+    id                TEXT PRIMARY KEY,
+    destination       TEXT NOT NULL,
+    method            TEXT NOT NULL,
+    path              TEXT NOT NULL,
+    headers           TEXT NOT NULL,
+    body              BYTEA NOT NULL,
+    idempotency_key   TEXT NOT NULL UNIQUE,
+    request_hash      TEXT NOT NULL,
+    marked_idempotent BOOLEAN NOT NULL,
+    state             TEXT NOT NULL,
+    park_reason       TEXT,
+    last_class        TEXT,
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    total_attempts    INTEGER NOT NULL DEFAULT 0,
+    cycle             INTEGER NOT NULL DEFAULT 1,
+    cycle_started_at  BIGINT NOT NULL,
+    next_attempt_at   BIGINT,
+    lease             TEXT,
+    created_at        BIGINT NOT NULL,
+    updated_at        BIGINT NOT NULL
+);
+CREATE INDEX messages_due ON messages (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX messages_by_state ON messages (state, destination, id);
+CREATE INDEX messages_by_update ON messages (state, updated_at);
+CREATE TABLE attempts (
+    message_id        TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    n                 INTEGER NOT NULL,
+    cycle             INTEGER NOT NULL,
+    attempt           INTEGER NOT NULL,
+    started_at        BIGINT NOT NULL,
+    latency_ms        BIGINT NOT NULL,
+    status            INTEGER,
+    transport         TEXT,
+    class             TEXT NOT NULL,
+    decision          TEXT NOT NULL,
+    reason            TEXT NOT NULL,
+    delay_ms          BIGINT,
+    response_excerpt  TEXT,
+    detail            TEXT,
+    link_identities   TEXT,
+    PRIMARY KEY (message_id, n)
+);
+CREATE INDEX attempts_by_start ON attempts (started_at);
+"#];
+
+const COLUMNS: &str = "id, destination, method, path, headers, body, idempotency_key, request_hash, \
+    marked_idempotent, state, park_reason, last_class, attempts, total_attempts, cycle, cycle_started_at, \
+    next_attempt_at, created_at, updated_at, lease IS NOT NULL";
+
+/// How to connect.
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    /// Connections in the pool.
+    pub pool_size: usize,
+    /// `statement_timeout` of every connection.
+    pub statement_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            pool_size: 16,
+            statement_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The PostgreSQL store. Cheap to clone.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    due: watch::Receiver<u64>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PostgresStore")
+    }
+}
+
+fn db(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map(|b| b.with_root_certificates(roots).with_no_client_auth());
+    match config {
+        Ok(c) => tokio_postgres_rustls::MakeRustlsConnect::new(c),
+        // ring supports the default versions; this arm only keeps us panic-free.
+        Err(_) => tokio_postgres_rustls::MakeRustlsConnect::new(
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map(|b| {
+                b.with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth()
+            })
+            .unwrap_or_else(|_| unreachable!("TLS 1.3 is supported by ring")),
+        ),
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user[:pass]@host[:port]/db[?sslmode=require]`),
+    /// runs pending migrations under an advisory lock, and starts listening
+    /// for wake-ups.
+    pub async fn connect(
+        url: &str,
+        options: &PostgresOptions,
+    ) -> Result<PostgresStore, StoreError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+            StoreError::Config(format!(
+                "`{}` is not a PostgreSQL URL: {e}",
+                redact_url(url)
+            ))
+        })?;
+        config.options(format!(
+            "-c statement_timeout={}",
+            options.statement_timeout.as_millis()
+        ));
+        config.application_name("redrive");
+        config.connect_timeout(Duration::from_secs(10));
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        // `sslmode=require`: TLS, with the server's certificate verified against
+        // the Mozilla roots. Otherwise (`disable`, or the default `prefer`): plain.
+        let require_tls = config.get_ssl_mode() == tokio_postgres::config::SslMode::Require;
+        let manager = if require_tls {
+            Manager::from_config(config.clone(), tls(), manager_config)
+        } else {
+            Manager::from_config(config.clone(), tokio_postgres::NoTls, manager_config)
+        };
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .build()
+            .map_err(|e| StoreError::Config(format!("cannot build the connection pool: {e}")))?;
+        let client = pool.get().await.map_err(|e| {
+            StoreError::Config(format!("cannot connect to {}: {e}", redact_url(url)))
+        })?;
+        migrate(&client).await?;
+        drop(client);
+        let (tx, due) = watch::channel(0u64);
+        tokio::spawn(listen(config, require_tls, tx));
+        Ok(PostgresStore { pool, due })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(db)
+    }
+}
+
+/// `postgres://user:secret@host/db` without the secret, for error messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn migrate(client: &deadpool_postgres::Object) -> Result<(), StoreError> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(db)?;
+    let result = async {
+        client
+            .batch_execute("CREATE TABLE IF NOT EXISTS redrive_schema (version INTEGER NOT NULL)")
+            .await
+            .map_err(db)?;
+        let version: i32 = client
+            .query_opt("SELECT version FROM redrive_schema", &[])
+            .await
+            .map_err(db)?
+            .map_or(0, |r| r.get(0));
+        let version = usize::try_from(version).unwrap_or(0);
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::Config(format!(
+                "the database is at schema version {version}, newer than this redrive knows ({}); upgrade redrive",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let n = i32::try_from(i + 1).unwrap_or(i32::MAX);
+            client
+                .batch_execute(&format!(
+                    "BEGIN; {sql}; DELETE FROM redrive_schema; INSERT INTO redrive_schema VALUES ({n}); COMMIT;"
+                ))
+                .await
+                .map_err(|e| StoreError::Database(format!("migration {n}: {e}")))?;
+        }
+        Ok(())
+    }
+    .await;
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    result
+}
+
+/// Keeps a connection that `LISTEN`s and bumps `tx` on every notification;
+/// reconnects after a failure.
+async fn listen(config: tokio_postgres::Config, require_tls: bool, tx: watch::Sender<u64>) {
+    loop {
+        if tx.is_closed() {
+            return;
+        }
+        if require_tls {
+            if let Ok((client, connection)) = config.connect(tls()).await {
+                listen_on(client, connection, &tx).await;
+            }
+        } else if let Ok((client, connection)) = config.connect(tokio_postgres::NoTls).await {
+            listen_on(client, connection, &tx).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn listen_on<S, T>(
+    client: tokio_postgres::Client,
+    mut connection: tokio_postgres::Connection<S, T>,
+    tx: &watch::Sender<u64>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    {
+        {
+            let (note_tx, mut note_rx) = tokio::sync::mpsc::unbounded_channel();
+            let driver = tokio::spawn(async move {
+                loop {
+                    match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                        Some(Ok(AsyncMessage::Notification(_))) => {
+                            if note_tx.send(()).is_err() {
+                                return;
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) | None => return,
+                    }
+                }
+            });
+            if client
+                .batch_execute(&format!("LISTEN {CHANNEL}"))
+                .await
+                .is_ok()
+            {
+                while note_rx.recv().await.is_some() {
+                    tx.send_modify(|n| *n = n.wrapping_add(1));
+                }
+            }
+            driver.abort();
+        }
+    }
+}
+
+fn message(r: &Row) -> Message {
+    let headers: String = r.get(4);
+    let state: String = r.get(9);
+    let u = |i: usize| u32::try_from(r.get::<_, i32>(i)).unwrap_or(0);
+    Message {
+        id: r.get(0),
+        destination: r.get(1),
+        method: r.get(2),
+        path: r.get(3),
+        headers: serde_json::from_str(&headers).unwrap_or_default(),
+        body: r.get(5),
+        idempotency_key: r.get(6),
+        request_hash: r.get(7),
+        marked_idempotent: r.get(8),
+        state: MessageState::parse(&state).unwrap_or(MessageState::Pending),
+        park_reason: r.get(10),
+        last_class: r.get(11),
+        attempts: u(12),
+        total_attempts: u(13),
+        cycle: u(14),
+        cycle_started_at: r.get(15),
+        next_attempt_at: r.get(16),
+        created_at: r.get(17),
+        updated_at: r.get(18),
+        leased: r.get(19),
+    }
+}
+
+fn attempt(r: &Row) -> AttemptRecord {
+    let u = |i: usize| u32::try_from(r.get::<_, i32>(i)).unwrap_or(0);
+    AttemptRecord {
+        n: u(0),
+        cycle: u(1),
+        attempt: u(2),
+        started_at: r.get(3),
+        latency_ms: r.get::<_, i64>(4).max(0) as u64,
+        status: r
+            .get::<_, Option<i32>>(5)
+            .and_then(|s| u16::try_from(s).ok()),
+        transport: r.get(6),
+        class: r.get(7),
+        decision: r.get(8),
+        reason: r.get(9),
+        delay_ms: r.get::<_, Option<i64>>(10).map(|d| d.max(0) as u64),
+        response_excerpt: r.get(11),
+        detail: r.get(12),
+        link_identities: r.get(13),
+    }
+}
+
+type Param = Box<dyn ToSql + Sync + Send>;
+
+/// `AND ...` clauses for a filter, numbering parameters after `params`.
+fn filter_sql(f: &Filter, params: &mut Vec<Param>) -> String {
+    let mut sql = String::new();
+    let mut add = |clause: &str, p: Param, params: &mut Vec<Param>| {
+        params.push(p);
+        sql.push_str(&format!(" AND {clause} ${}", params.len()));
+    };
+    if let Some(s) = f.state {
+        add("state =", Box::new(s.as_str().to_owned()), params);
+    }
+    if let Some(d) = &f.destination {
+        add("destination =", Box::new(d.clone()), params);
+    }
+    if let Some(c) = &f.class {
+        add("last_class =", Box::new(c.clone()), params);
+    }
+    if let Some(r) = &f.reason {
+        add("park_reason =", Box::new(r.clone()), params);
+    }
+    if let Some(t) = f.since {
+        add("updated_at >=", Box::new(t), params);
+    }
+    sql
+}
+
+fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+async fn redrive_ids(
+    tx: &deadpool_postgres::Transaction<'_>,
+    ids: &[String],
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
+    let rows = tx
+        .query(
+            "UPDATE messages SET state = 'pending', park_reason = NULL, attempts = 0, cycle = cycle + 1, \
+             cycle_started_at = $2, next_attempt_at = $2, lease = NULL, updated_at = $2 \
+             WHERE id = ANY($1) AND state = 'parked' RETURNING id",
+            &[&ids, &now],
+        )
+        .await
+        .map_err(db)?;
+    let mut done: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    done.sort_by_key(|id| ids.iter().position(|x| x == id));
+    if !done.is_empty() {
+        tx.execute(&format!("NOTIFY {CHANNEL}"), &[])
+            .await
+            .map_err(db)?;
+    }
+    Ok(done)
+}
+
+impl Store for PostgresStore {
+    async fn enqueue(&self, batch: Vec<NewMessage>) -> Result<Vec<Enqueued>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let insert = tx
+            .prepare_cached(&format!(
+                "INSERT INTO messages (id, destination, method, path, headers, body, idempotency_key, request_hash, \
+                 marked_idempotent, state, cycle_started_at, next_attempt_at, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $10, $10, $10) \
+                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}"
+            ))
+            .await
+            .map_err(db)?;
+        let by_key = tx
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM messages WHERE idempotency_key = $1"
+            ))
+            .await
+            .map_err(db)?;
+        let mut out = Vec::with_capacity(batch.len());
+        for m in batch {
+            let headers = serde_json::to_string(&m.headers).map_err(db)?;
+            let inserted = tx
+                .query_opt(
+                    &insert,
+                    &[
+                        &m.id,
+                        &m.destination,
+                        &m.method,
+                        &m.path,
+                        &headers,
+                        &m.body,
+                        &m.idempotency_key,
+                        &m.request_hash,
+                        &m.marked_idempotent,
+                        &m.created_at,
+                    ],
+                )
+                .await
+                .map_err(db)?;
+            if let Some(row) = inserted {
+                out.push(Enqueued::Created(message(&row)));
+                continue;
+            }
+            let existing = tx
+                .query_opt(&by_key, &[&m.idempotency_key])
+                .await
+                .map_err(db)?
+                .map(|r| message(&r))
+                .ok_or_else(|| StoreError::Database("the key's message vanished".into()))?;
+            out.push(if existing.request_hash == m.request_hash {
+                Enqueued::Duplicate(existing)
+            } else {
+                Enqueued::Conflict {
+                    existing_id: existing.id,
+                }
+            });
+        }
+        if out.iter().any(|e| matches!(e, Enqueued::Created(_))) {
+            tx.execute(&format!("NOTIFY {CHANNEL}"), &[])
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(out)
+    }
+
+    async fn claim(
+        &self,
+        now: i64,
+        limit: usize,
+        lease: String,
+        lease_until: i64,
+        exclude: Vec<String>,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let client = self.client().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // One statement, committed before any delivery: due rows, oldest due
+        // first, that no other node holds; their due time becomes the lease's end.
+        let rows = client
+            .query(
+                &format!(
+                    "WITH due AS (SELECT id, next_attempt_at AS was_due FROM messages \
+                       WHERE state = 'pending' AND next_attempt_at <= $1 AND destination <> ALL($2) \
+                       ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                     UPDATE messages m SET lease = $4, next_attempt_at = $5 FROM due WHERE m.id = due.id \
+                     RETURNING {}, due.was_due",
+                    COLUMNS
+                        .split(", ")
+                        .map(|c| if c.starts_with("lease") { "m.lease IS NOT NULL".to_owned() } else { format!("m.{c}") })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                &[&now, &exclude, &limit, &lease, &lease_until],
+            )
+            .await
+            .map_err(db)?;
+        let mut claimed: Vec<(i64, Claimed)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, i64>(20),
+                    Claimed {
+                        message: message(r),
+                        lease: lease.clone(),
+                    },
+                )
+            })
+            .collect();
+        claimed.sort_by(|a, b| (a.0, &a.1.message.id).cmp(&(b.0, &b.1.message.id)));
+        Ok(claimed.into_iter().map(|(_, c)| c).collect())
+    }
+
+    async fn record(
+        &self,
+        id: String,
+        lease: String,
+        attempt_record: AttemptRecord,
+        next: NextState,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (state, reason, next_at) = match &next {
+            NextState::Delivered => ("delivered", None, None),
+            NextState::Retry { at } => ("pending", None, Some(*at)),
+            NextState::Parked { reason } => ("parked", Some(reason.clone()), None),
+        };
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let counters = tx
+            .query_opt(
+                "UPDATE messages SET state = $1, park_reason = $2, last_class = $3, attempts = attempts + 1, \
+                 total_attempts = total_attempts + 1, next_attempt_at = $4, lease = NULL, updated_at = $5 \
+                 WHERE id = $6 AND lease = $7 AND state = 'pending' RETURNING total_attempts, cycle, attempts",
+                &[&state, &reason, &attempt_record.class, &next_at, &now, &id, &lease],
+            )
+            .await
+            .map_err(db)?;
+        let Some(row) = counters else {
+            return Ok(false);
+        };
+        let (n, cycle, in_cycle): (i32, i32, i32) = (row.get(0), row.get(1), row.get(2));
+        let status = attempt_record.status.map(i32::from);
+        let latency = i64::try_from(attempt_record.latency_ms).unwrap_or(i64::MAX);
+        let delay = attempt_record
+            .delay_ms
+            .map(|d| i64::try_from(d).unwrap_or(i64::MAX));
+        tx.execute(
+            "INSERT INTO attempts (message_id, n, cycle, attempt, started_at, latency_ms, status, transport, class, \
+             decision, reason, delay_ms, response_excerpt, detail, link_identities) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            &[
+                &id,
+                &n,
+                &cycle,
+                &in_cycle,
+                &attempt_record.started_at,
+                &latency,
+                &status,
+                &attempt_record.transport,
+                &attempt_record.class,
+                &attempt_record.decision,
+                &attempt_record.reason,
+                &delay,
+                &attempt_record.response_excerpt,
+                &attempt_record.detail,
+                &attempt_record.link_identities,
+            ],
+        )
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn release(&self, leases: Vec<(String, String)>, due_at: i64) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let (ids, tokens): (Vec<String>, Vec<String>) = leases.into_iter().unzip();
+        let n = client
+            .execute(
+                "UPDATE messages m SET lease = NULL, next_attempt_at = $3 \
+                 FROM unnest($1::text[], $2::text[]) AS l(id, lease) \
+                 WHERE m.id = l.id AND m.lease = l.lease AND m.state = 'pending'",
+                &[&ids, &tokens, &due_at],
+            )
+            .await
+            .map_err(db)?;
+        if n > 0 {
+            client
+                .execute(&format!("NOTIFY {CHANNEL}"), &[])
+                .await
+                .map_err(db)?;
+        }
+        Ok(n)
+    }
+
+    async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT MIN(next_attempt_at) FROM messages WHERE state = 'pending'",
+                &[],
+            )
+            .await
+            .map_err(db)?;
+        Ok(row.get(0))
+    }
+
+    async fn get(&self, id: String) -> Result<Option<(Message, Vec<AttemptRecord>)>, StoreError> {
+        let client = self.client().await?;
+        let Some(row) = client
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM messages WHERE id = $1"),
+                &[&id],
+            )
+            .await
+            .map_err(db)?
+        else {
+            return Ok(None);
+        };
+        let attempts = client
+            .query(
+                "SELECT n, cycle, attempt, started_at, latency_ms, status, transport, class, decision, reason, \
+                 delay_ms, response_excerpt, detail, link_identities FROM attempts WHERE message_id = $1 ORDER BY n",
+                &[&id],
+            )
+            .await
+            .map_err(db)?;
+        Ok(Some((
+            message(&row),
+            attempts.iter().map(attempt).collect(),
+        )))
+    }
+
+    async fn list(
+        &self,
+        filter: Filter,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let client = self.client().await?;
+        let mut params: Vec<Param> = Vec::new();
+        let mut sql = format!("SELECT {COLUMNS} FROM messages WHERE TRUE");
+        sql.push_str(&filter_sql(&filter, &mut params));
+        if let Some(c) = cursor {
+            params.push(Box::new(c));
+            sql.push_str(&format!(" AND id > ${}", params.len()));
+        }
+        params.push(Box::new(i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1));
+        sql.push_str(&format!(" ORDER BY id LIMIT ${}", params.len()));
+        let rows = client.query(&sql, &refs(&params)).await.map_err(db)?;
+        let mut messages: Vec<Message> = rows.iter().map(message).collect();
+        let next = if messages.len() > limit {
+            messages.truncate(limit);
+            messages.last().map(|m| m.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { messages, next })
+    }
+
+    async fn redrive(&self, ids: Vec<String>, now: i64) -> Result<Vec<String>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let done = redrive_ids(&tx, &ids, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(done)
+    }
+
+    async fn redrive_matching(
+        &self,
+        filter: Filter,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let filter = Filter {
+            state: Some(MessageState::Parked),
+            ..filter
+        };
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let mut params: Vec<Param> = Vec::new();
+        let mut sql = "SELECT id FROM messages WHERE TRUE".to_owned();
+        sql.push_str(&filter_sql(&filter, &mut params));
+        params.push(Box::new(i64::try_from(limit).unwrap_or(i64::MAX)));
+        sql.push_str(&format!(
+            " ORDER BY id LIMIT ${} FOR UPDATE SKIP LOCKED",
+            params.len()
+        ));
+        let ids: Vec<String> = tx
+            .query(&sql, &refs(&params))
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let done = redrive_ids(&tx, &ids, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(done)
+    }
+
+    async fn discard(&self, ids: Vec<String>, now: i64) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "UPDATE messages SET state = 'discarded', next_attempt_at = NULL, lease = NULL, updated_at = $2 \
+                 WHERE id = ANY($1) AND state = 'parked' RETURNING id",
+                &[&ids, &now],
+            )
+            .await
+            .map_err(db)?;
+        let mut done: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        done.sort_by_key(|id| ids.iter().position(|x| x == id));
+        Ok(done)
+    }
+
+    async fn purge(&self, before: i64) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(db)?;
+            // Only one node purges at a time; the others skip this round.
+            let mine: bool = tx
+                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&PURGE_LOCK])
+                .await
+                .map_err(db)?
+                .get(0);
+            if !mine {
+                return Ok(total);
+            }
+            let n = tx
+                .execute(
+                    "DELETE FROM messages WHERE id IN (SELECT id FROM messages \
+                     WHERE state IN ('delivered', 'discarded') AND updated_at < $1 LIMIT 5000)",
+                    &[&before],
+                )
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn stats(&self, _now: i64) -> Result<Stats, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT destination, state, COUNT(*) FROM messages GROUP BY destination, state",
+                &[],
+            )
+            .await
+            .map_err(db)?;
+        let by_destination_state = rows
+            .iter()
+            .filter_map(|r| {
+                let state: String = r.get(1);
+                MessageState::parse(&state)
+                    .map(|s| (r.get::<_, String>(0), s, r.get::<_, i64>(2).max(0) as u64))
+            })
+            .collect();
+        let oldest_due_at = client
+            .query_one(
+                "SELECT MIN(next_attempt_at) FROM messages WHERE state = 'pending'",
+                &[],
+            )
+            .await
+            .map_err(db)?
+            .get(0);
+        Ok(Stats {
+            by_destination_state,
+            oldest_due_at,
+        })
+    }
+
+    async fn report(&self, since: i64) -> Result<Vec<ReportRow>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT m.destination, a.class, COUNT(*), COUNT(DISTINCT a.message_id), \
+                 COUNT(DISTINCT CASE WHEN m.state = 'parked' THEN m.id END) \
+                 FROM attempts a JOIN messages m ON m.id = a.message_id \
+                 WHERE a.started_at >= $1 AND a.class <> 'success' \
+                 GROUP BY m.destination, a.class ORDER BY m.destination, COUNT(*) DESC",
+                &[&since],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| ReportRow {
+                destination: r.get(0),
+                class: r.get(1),
+                attempts: r.get::<_, i64>(2).max(0) as u64,
+                messages: r.get::<_, i64>(3).max(0) as u64,
+                parked: r.get::<_, i64>(4).max(0) as u64,
+            })
+            .collect())
+    }
+
+    fn wakeups(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.due.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_lose_their_password_in_messages() {
+        assert_eq!(
+            super::redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}
