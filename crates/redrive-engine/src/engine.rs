@@ -392,6 +392,11 @@ impl<S: Store> Engine<S> {
         };
         let attempted = inner.client.attempt(request).await;
         let done = self.now_ms();
+        let jitter_seed: u64 = inner
+            .rng
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .random();
         let (record, next, class, healthy) = decide(
             &dest,
             &message,
@@ -399,6 +404,7 @@ impl<S: Store> Engine<S> {
             now,
             done,
             inner.config.excerpt_limit,
+            jitter_seed,
         );
         dest.breaker().on_result(healthy, done);
         observe(&message, &record, &attempted);
@@ -533,6 +539,7 @@ fn decide(
     started: i64,
     done: i64,
     excerpt_limit: usize,
+    jitter_seed: u64,
 ) -> (AttemptRecord, NextState, ErrorClass, bool) {
     let policy = &dest.config.policy;
     let to_time = |ms: i64| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
@@ -546,7 +553,7 @@ fn decide(
         idempotency_key: false,
         marked_idempotent: m.marked_idempotent,
     };
-    let mut rng = StdRng::from_os_rng();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(jitter_seed);
     let (decision, class, rule, links) = attempted.with_outcome(|outcome| {
         let v = policy.decide(&facts, outcome, &ctx, &mut rng);
         (

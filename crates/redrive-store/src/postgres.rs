@@ -118,7 +118,8 @@ fn db(e: impl std::fmt::Display) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
-fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
+/// TLS with the server's certificate verified against the Mozilla roots.
+fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
@@ -126,22 +127,10 @@ fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-    match config {
-        Ok(c) => tokio_postgres_rustls::MakeRustlsConnect::new(c),
-        // ring supports the default versions; this arm only keeps us panic-free.
-        Err(_) => tokio_postgres_rustls::MakeRustlsConnect::new(
-            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map(|b| {
-                b.with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth()
-            })
-            .unwrap_or_else(|_| unreachable!("TLS 1.3 is supported by ring")),
-        ),
-    }
+    .map_err(|e| StoreError::Config(format!("cannot set up TLS: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 impl PostgresStore {
@@ -171,7 +160,7 @@ impl PostgresStore {
         // the Mozilla roots. Otherwise (`disable`, or the default `prefer`): plain.
         let require_tls = config.get_ssl_mode() == tokio_postgres::config::SslMode::Require;
         let manager = if require_tls {
-            Manager::from_config(config.clone(), tls(), manager_config)
+            Manager::from_config(config.clone(), tls()?, manager_config)
         } else {
             Manager::from_config(config.clone(), tokio_postgres::NoTls, manager_config)
         };
@@ -256,8 +245,10 @@ async fn listen(config: tokio_postgres::Config, require_tls: bool, tx: watch::Se
             return;
         }
         if require_tls {
-            if let Ok((client, connection)) = config.connect(tls()).await {
-                listen_on(client, connection, &tx).await;
+            if let Ok(tls) = tls() {
+                if let Ok((client, connection)) = config.connect(tls).await {
+                    listen_on(client, connection, &tx).await;
+                }
             }
         } else if let Ok((client, connection)) = config.connect(tokio_postgres::NoTls).await {
             listen_on(client, connection, &tx).await;
