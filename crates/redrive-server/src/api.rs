@@ -36,6 +36,8 @@ pub struct AppState<S: Store> {
     pub metrics: PrometheusHandle,
     /// False once shutdown began (`/readyz` then says so).
     pub ready: AtomicBool,
+    /// Dashboard sessions.
+    pub sessions: crate::dashboard::session::Sessions,
 }
 
 type Shared<S> = Arc<AppState<S>>;
@@ -61,6 +63,7 @@ pub fn router<S: Store>(state: Shared<S>) -> Router {
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics::<S>))
         .merge(api)
+        .merge(crate::dashboard::routes::<S>())
         .fallback(|| async { Problem::not_found("no such route; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
             Problem::new(

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 pub mod api;
 pub mod config;
+pub mod dashboard;
 pub mod problem;
 pub mod views;
 
@@ -117,6 +118,7 @@ pub async fn serve<S: Store>(
         max_body: config.max_body,
         metrics,
         ready: AtomicBool::new(true),
+        sessions: dashboard::session::Sessions::default(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let engine_task = {

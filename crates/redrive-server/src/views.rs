@@ -123,3 +123,8 @@ impl AttemptView {
         }
     }
 }
+
+/// `1d1h`, `10m`, `250ms`: a millisecond count for people.
+pub fn human_ms(ms: u64) -> String {
+    redrive_core::HumanDuration(Duration::from_millis(ms)).to_string()
+}

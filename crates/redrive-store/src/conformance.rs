@@ -547,6 +547,13 @@ pub async fn stats_and_report<S: Store>(s: S) {
         ("server", 1, 1)
     );
     assert!(s.report(301).await.expect("report").is_empty());
+    let counts = s.attempt_counts(0, 60_000).await.expect("counts");
+    assert_eq!(counts, vec![(0, "server".to_owned(), 1)]);
+    assert!(s
+        .attempt_counts(301, 60_000)
+        .await
+        .expect("counts")
+        .is_empty());
 }
 
 /// Generates one `#[tokio::test]` per conformance check. `$make` is an async

@@ -132,6 +132,14 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn report(&self, since: i64)
         -> impl Future<Output = Result<Vec<ReportRow>, StoreError>> + Send;
 
+    /// Attempts per time bucket (`bucket_ms` wide, aligned to the epoch) and
+    /// error class since `since`, oldest bucket first: the overview's chart.
+    fn attempt_counts(
+        &self,
+        since: i64,
+        bucket_ms: i64,
+    ) -> impl Future<Output = Result<Vec<(i64, String, u64)>, StoreError>> + Send;
+
     /// Bumps when another process made messages due (PostgreSQL's `NOTIFY`),
     /// so an idle scheduler wakes without polling. `None`: nothing to listen to.
     fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {

@@ -804,6 +804,33 @@ impl Store for PostgresStore {
             .collect())
     }
 
+    async fn attempt_counts(
+        &self,
+        since: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<(i64, String, u64)>, StoreError> {
+        let client = self.client().await?;
+        let bucket = bucket_ms.max(1);
+        let rows = client
+            .query(
+                "SELECT (started_at / $2) * $2 AS b, class, COUNT(*) FROM attempts \
+                 WHERE started_at >= $1 GROUP BY b, class ORDER BY b, class",
+                &[&since, &bucket],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, i64>(0),
+                    r.get::<_, String>(1),
+                    r.get::<_, i64>(2).max(0) as u64,
+                )
+            })
+            .collect())
+    }
+
     fn wakeups(&self) -> Option<watch::Receiver<u64>> {
         Some(self.due.clone())
     }

@@ -716,4 +716,33 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn attempt_counts(
+        &self,
+        since: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<(i64, String, u64)>, StoreError> {
+        let bucket = bucket_ms.max(1);
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT (started_at / ?2) * ?2 AS b, class, COUNT(*) FROM attempts \
+                     WHERE started_at >= ?1 GROUP BY b, class ORDER BY b, class",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![since, bucket], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?.max(0) as u64,
+                    ))
+                })
+                .map_err(db)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db)?;
+            Ok(rows)
+        })
+        .await
+    }
 }

@@ -1,0 +1,779 @@
+//! The dashboard at `/`: where a person finds, understands and resends parked
+//! messages. Server-rendered HTML (no script, no CDN), assets embedded in the
+//! binary, paged on the server with the store's cursor.
+//!
+//! Access: a sign-in page exchanges an API token for a session cookie; every
+//! other page redirects there when signed out; every form that changes state
+//! carries the session's CSRF token and is refused without it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http::{header, HeaderMap, StatusCode};
+use redrive_store::{Filter, MessageState, Store};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use crate::api::AppState;
+use crate::views::{human_ms, rfc3339};
+
+pub mod html;
+pub mod session;
+
+use html::{esc, page, q};
+use session::Session;
+
+/// The stylesheet, embedded.
+pub const STYLE: &str = include_str!("style.css");
+const PAGE_SIZE: usize = 50;
+const CLASSES: [&str; 9] = [
+    "content",
+    "auth",
+    "not_found",
+    "conflict",
+    "rate_limited",
+    "timeout",
+    "server",
+    "network_unsent",
+    "network_indeterminate",
+];
+const REASONS: [&str; 4] = ["not_retryable", "exhausted", "expired", "indeterminate"];
+
+type Shared<S> = Arc<AppState<S>>;
+
+/// The dashboard's routes.
+pub fn routes<S: Store>() -> Router<Shared<S>> {
+    Router::new()
+        .route("/", get(overview::<S>))
+        .route("/login", get(login_form::<S>).post(login::<S>))
+        .route("/logout", post(logout::<S>))
+        .route("/parked", get(inbox::<S>))
+        .route("/parked/act", post(act_on_selection::<S>))
+        .route("/parked/redrive-all", post(redrive_filter::<S>))
+        .route("/messages/{id}", get(message_page::<S>))
+        .route("/messages/{id}/act", post(act_on_message::<S>))
+        .route("/destinations", get(destinations_page::<S>))
+        .route(
+            "/assets/style.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }),
+        )
+}
+
+/// The signed-in session, or a redirect to the sign-in page. Without
+/// configured tokens (loopback only) a session is opened on the spot.
+fn signed_in<S: Store>(
+    state: &AppState<S>,
+    headers: &HeaderMap,
+) -> Result<(Session, Option<String>), Box<Response>> {
+    if let Some(s) = state.sessions.from_headers(headers) {
+        return Ok((s, None));
+    }
+    if state.tokens.is_empty() {
+        let s = state.sessions.create();
+        let cookie = session::set_cookie(&s, headers);
+        return Ok((s, Some(cookie)));
+    }
+    Err(Box::new(Redirect::to("/login").into_response()))
+}
+
+fn respond(html: String, cookie: Option<String>) -> Response {
+    let mut res = Html(html).into_response();
+    if let Some(c) = cookie {
+        if let Ok(v) = c.parse() {
+            res.headers_mut().insert(header::SET_COOKIE, v);
+        }
+    }
+    res.headers_mut().insert(
+        "content-security-policy",
+        http::HeaderValue::from_static(
+            "default-src 'self'; style-src 'self'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    res
+}
+
+fn forbidden(why: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Html(page(
+            "Refused",
+            "",
+            None,
+            &format!("<div class=\"error\">{}</div>", esc(why)),
+        )),
+    )
+        .into_response()
+}
+
+/// Parses a form body; repeated keys (checkboxes) keep every value.
+fn form(body: &Bytes) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in form_urlencoded::parse(body) {
+        out.entry(k.into_owned()).or_default().push(v.into_owned());
+    }
+    out
+}
+
+fn first<'a>(f: &'a BTreeMap<String, Vec<String>>, key: &str) -> Option<&'a str> {
+    f.get(key)
+        .and_then(|v| v.first())
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+}
+
+/// The session of a state-changing request, if its CSRF token (and Origin,
+/// when sent) are right.
+fn checked<S: Store>(
+    state: &AppState<S>,
+    headers: &HeaderMap,
+    f: &BTreeMap<String, Vec<String>>,
+) -> Result<Session, Box<Response>> {
+    let Some(s) = state.sessions.from_headers(headers) else {
+        return Err(Box::new(Redirect::to("/login").into_response()));
+    };
+    if let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST)) {
+        let origin = origin.to_str().unwrap_or("");
+        let host = host.to_str().unwrap_or("");
+        let same = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            == Some(host);
+        if !same {
+            return Err(Box::new(forbidden("this form came from another site")));
+        }
+    }
+    if !session::csrf_ok(&s, first(f, "csrf")) {
+        return Err(Box::new(forbidden(
+            "the form's CSRF token is missing or wrong; reload the page and try again",
+        )));
+    }
+    Ok(s)
+}
+
+async fn login_form<S: Store>(State(state): State<Shared<S>>, headers: HeaderMap) -> Response {
+    if state.sessions.from_headers(&headers).is_some() {
+        return Redirect::to("/").into_response();
+    }
+    Html(login_page(None)).into_response()
+}
+
+fn login_page(error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!("<div class=\"error\">{}</div>", esc(e)))
+        .unwrap_or_default();
+    page(
+        "Sign in",
+        "",
+        None,
+        &format!(
+            "<section class=\"card login\"><h1>Sign in</h1>{error}<form method=\"post\" action=\"/login\">\
+             <label for=\"token\">API token</label><input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" autofocus>\
+             <button type=\"submit\">Sign in</button></form><p class=\"muted\">Any token of <code>server.api_tokens</code>.</p></section>"
+        ),
+    )
+}
+
+async fn login<S: Store>(
+    State(state): State<Shared<S>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    let presented = first(&f, "token").unwrap_or("");
+    let mut ok = 0u8;
+    for t in &state.tokens {
+        ok |= t.as_bytes().ct_eq(presented.as_bytes()).unwrap_u8();
+    }
+    if ok != 1 && !state.tokens.is_empty() {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html(login_page(Some("That token is not valid."))),
+        )
+            .into_response();
+    }
+    let s = state.sessions.create();
+    let mut res = Redirect::to("/").into_response();
+    if let Ok(v) = session::set_cookie(&s, &headers).parse() {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    res
+}
+
+async fn logout<S: Store>(
+    State(state): State<Shared<S>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    let s = match checked(&state, &headers, &f) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    state.sessions.remove(&s.id);
+    let mut res = Redirect::to("/login").into_response();
+    if let Ok(v) = session::clear_cookie().parse() {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    res
+}
+
+fn store_error(e: redrive_store::StoreError) -> Response {
+    tracing::error!(error = %e, "store error in the dashboard");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Html(page(
+            "Unavailable",
+            "",
+            None,
+            "<div class=\"error\">The store is unavailable; nothing was changed. Try again.</div>",
+        )),
+    )
+        .into_response()
+}
+
+async fn overview<S: Store>(State(state): State<Shared<S>>, headers: HeaderMap) -> Response {
+    let (session, cookie) = match signed_in(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let now = state.engine.now_ms();
+    let stats = match state.engine.store().stats(now).await {
+        Ok(s) => s,
+        Err(e) => return store_error(e),
+    };
+    let hours = 3;
+    let from = now - hours * 3_600_000;
+    let from = from - from.rem_euclid(60_000);
+    let counts = match state.engine.store().attempt_counts(from, 60_000).await {
+        Ok(c) => c,
+        Err(e) => return store_error(e),
+    };
+    let states = [
+        MessageState::Pending,
+        MessageState::Delivered,
+        MessageState::Parked,
+        MessageState::Discarded,
+    ];
+    let total = |st: MessageState| -> u64 {
+        stats
+            .by_destination_state
+            .iter()
+            .filter(|(_, s, _)| *s == st)
+            .map(|(_, _, n)| n)
+            .sum()
+    };
+    let mut body = String::from("<h1>Overview</h1><div class=\"stats\">");
+    for st in states {
+        let link = if st == MessageState::Parked {
+            "<a href=\"/parked\">see them</a>"
+        } else {
+            ""
+        };
+        body.push_str(&format!(
+            "<div class=\"stat\"><span class=\"badge state-{0}\">{0}</span><b>{1}</b>{link}</div>",
+            st.as_str(),
+            total(st)
+        ));
+    }
+    let oldest = match stats.oldest_due_at {
+        Some(t) if t <= now => format!("due for {}", human_ms((now - t) as u64)),
+        Some(t) => format!("next due in {}", human_ms((t - now) as u64)),
+        None => "nothing pending".to_owned(),
+    };
+    body.push_str(&format!(
+        "<div class=\"stat\"><span class=\"muted\">oldest due message</span><b>{}</b></div></div>",
+        esc(&oldest)
+    ));
+    body.push_str(&format!(
+        "<section class=\"card\"><h2>Attempts per minute by error class, last {hours} hours</h2>{}</section>",
+        html::attempts_chart(&counts, from, now + 60_000 - now.rem_euclid(60_000), 60_000)
+    ));
+    let circuits: BTreeMap<String, &'static str> = state
+        .engine
+        .circuits()
+        .into_iter()
+        .map(|(n, c)| (n, c.as_str()))
+        .collect();
+    body.push_str("<section class=\"card\"><h2>Messages by destination</h2><table><tr><th>destination</th><th>circuit</th>");
+    for st in states {
+        body.push_str(&format!("<th class=\"num\">{}</th>", st.as_str()));
+    }
+    body.push_str("</tr>");
+    let mut names: Vec<String> = state
+        .engine
+        .destinations()
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    names.extend(stats.by_destination_state.iter().map(|(d, _, _)| d.clone()));
+    names.sort();
+    names.dedup();
+    for name in names {
+        let circuit = circuits.get(&name).copied().unwrap_or("unknown");
+        body.push_str(&format!(
+            "<tr><td>{}</td><td class=\"circuit-{circuit}\">{circuit}</td>",
+            esc(&name)
+        ));
+        for st in states {
+            let n = stats
+                .by_destination_state
+                .iter()
+                .find(|(d, s, _)| *d == name && *s == st)
+                .map_or(0, |(_, _, n)| *n);
+            let cell = if st == MessageState::Parked && n > 0 {
+                format!("<a href=\"/parked?destination={}\">{n}</a>", q(&name))
+            } else {
+                n.to_string()
+            };
+            body.push_str(&format!("<td class=\"num\">{cell}</td>"));
+        }
+        body.push_str("</tr>");
+    }
+    body.push_str("</table></section>");
+    respond(page("Overview", "/", Some(&session.csrf), &body), cookie)
+}
+
+#[derive(Deserialize, Default)]
+struct InboxQuery {
+    destination: Option<String>,
+    class: Option<String>,
+    reason: Option<String>,
+    since: Option<String>,
+    cursor: Option<String>,
+    done: Option<String>,
+}
+
+fn non_empty(v: &Option<String>) -> Option<String> {
+    v.clone().filter(|s| !s.trim().is_empty())
+}
+
+fn since_ms(text: &str, now: i64) -> Option<i64> {
+    redrive_core::parse_duration(text)
+        .ok()
+        .map(|d| now - d.as_millis() as i64)
+}
+
+fn select(name: &str, options: &[String], current: Option<&str>) -> String {
+    let mut out = format!("<select name=\"{name}\"><option value=\"\">any</option>");
+    for o in options {
+        let sel = if Some(o.as_str()) == current {
+            " selected"
+        } else {
+            ""
+        };
+        out.push_str(&format!("<option{sel}>{}</option>", esc(o)));
+    }
+    out.push_str("</select>");
+    out
+}
+
+async fn inbox<S: Store>(
+    State(state): State<Shared<S>>,
+    headers: HeaderMap,
+    query: Result<Query<InboxQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let (session, cookie) = match signed_in(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let qy = query.map(|Query(q)| q).unwrap_or_default();
+    let now = state.engine.now_ms();
+    let (destination, class, reason, since) = (
+        non_empty(&qy.destination),
+        non_empty(&qy.class),
+        non_empty(&qy.reason),
+        non_empty(&qy.since),
+    );
+    let mut error = String::new();
+    let since_at = match &since {
+        Some(s) => match since_ms(s, now) {
+            Some(t) => Some(t),
+            None => {
+                error = format!(
+                    "<div class=\"error\">`{}` is not a duration (write 30m, 24h, 7d)</div>",
+                    esc(s)
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let filter = Filter {
+        state: Some(MessageState::Parked),
+        destination: destination.clone(),
+        class: class.clone(),
+        reason: reason.clone(),
+        since: since_at,
+    };
+    let page_result = match state
+        .engine
+        .store()
+        .list(filter, non_empty(&qy.cursor), PAGE_SIZE)
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => return store_error(e),
+    };
+    let dests: Vec<String> = state
+        .engine
+        .destinations()
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    let classes: Vec<String> = CLASSES.iter().map(|s| (*s).to_owned()).collect();
+    let reasons: Vec<String> = REASONS.iter().map(|s| (*s).to_owned()).collect();
+    let filter_query = format!(
+        "destination={}&class={}&reason={}&since={}",
+        q(destination.as_deref().unwrap_or("")),
+        q(class.as_deref().unwrap_or("")),
+        q(reason.as_deref().unwrap_or("")),
+        q(since.as_deref().unwrap_or(""))
+    );
+    let mut body = String::from("<h1>Parked messages</h1>");
+    if let Some(done) = &qy.done {
+        body.push_str(&format!("<div class=\"flash\">{}</div>", esc(done)));
+    }
+    body.push_str(&error);
+    body.push_str(&format!(
+        "<form class=\"filters\" method=\"get\" action=\"/parked\">\
+         <label>destination {}</label><label>error class {}</label><label>park reason {}</label>\
+         <label>changed within <input name=\"since\" placeholder=\"24h\" size=\"6\" value=\"{}\"></label>\
+         <button class=\"quiet\" type=\"submit\">Filter</button><a href=\"/parked\">clear</a></form>",
+        select("destination", &dests, destination.as_deref()),
+        select("class", &classes, class.as_deref()),
+        select("reason", &reasons, reason.as_deref()),
+        esc(since.as_deref().unwrap_or(""))
+    ));
+    let csrf = esc(&session.csrf);
+    body.push_str(&format!(
+        "<form method=\"post\" action=\"/parked/redrive-all\" class=\"actions\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <input type=\"hidden\" name=\"destination\" value=\"{}\"><input type=\"hidden\" name=\"class\" value=\"{}\">\
+         <input type=\"hidden\" name=\"reason\" value=\"{}\"><input type=\"hidden\" name=\"since\" value=\"{}\">\
+         <button id=\"redrive-all\" type=\"submit\">Redrive every message matching the filter</button></form>",
+        esc(destination.as_deref().unwrap_or("")),
+        esc(class.as_deref().unwrap_or("")),
+        esc(reason.as_deref().unwrap_or("")),
+        esc(since.as_deref().unwrap_or(""))
+    ));
+    if page_result.messages.is_empty() {
+        body.push_str("<section class=\"card\"><p>No parked message matches. Nothing waits for a person.</p></section>");
+    } else {
+        body.push_str(&format!(
+            "<form method=\"post\" action=\"/parked/act\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"back\" value=\"{}\">\
+             <div class=\"actions\"><button name=\"action\" value=\"redrive\" id=\"redrive-selected\">Redrive selected</button>\
+             <button name=\"action\" value=\"discard\" class=\"danger\" id=\"discard-selected\">Discard selected</button></div>\
+             <table><tr><th></th><th>message</th><th>destination</th><th>request</th><th>class</th><th>reason</th><th class=\"num\">attempts</th><th>parked</th></tr>",
+            esc(&filter_query)
+        ));
+        for m in &page_result.messages {
+            body.push_str(&format!(
+                "<tr><td><input type=\"checkbox\" name=\"ids\" value=\"{id}\" aria-label=\"select {id}\"></td>\
+                 <td><a href=\"/messages/{id}\">{id}</a></td><td>{}</td><td><code>{} {}</code></td>\
+                 <td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                esc(&m.destination),
+                esc(&m.method),
+                esc(&m.path),
+                esc(m.last_class.as_deref().unwrap_or("")),
+                esc(m.park_reason.as_deref().unwrap_or("")),
+                m.attempts,
+                esc(&rfc3339(m.updated_at)),
+                id = esc(&m.id),
+            ));
+        }
+        body.push_str("</table></form>");
+        if let Some(next) = &page_result.next {
+            body.push_str(&format!(
+                "<p><a id=\"next-page\" href=\"/parked?{}&cursor={}\">Next page →</a></p>",
+                esc(&filter_query),
+                q(next)
+            ));
+        }
+    }
+    respond(
+        page("Parked", "/parked", Some(&session.csrf), &body),
+        cookie,
+    )
+}
+
+async fn act_on_selection<S: Store>(
+    State(state): State<Shared<S>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    if let Err(r) = checked(&state, &headers, &f) {
+        return *r;
+    }
+    let ids: Vec<String> = f.get("ids").cloned().unwrap_or_default();
+    let now = state.engine.now_ms();
+    let (verb, result) = match first(&f, "action") {
+        Some("discard") => (
+            "discarded",
+            state.engine.store().discard(ids.clone(), now).await,
+        ),
+        _ => (
+            "redriven",
+            state.engine.store().redrive(ids.clone(), now).await,
+        ),
+    };
+    let done = match result {
+        Ok(d) => d,
+        Err(e) => return store_error(e),
+    };
+    if verb == "redriven" && !done.is_empty() {
+        state.engine.wake();
+    }
+    let back = first(&f, "back").unwrap_or("");
+    let note = format!("{} of {} selected message(s) {verb}", done.len(), ids.len());
+    Redirect::to(&format!("/parked?{back}&done={}", q(&note))).into_response()
+}
+
+async fn redrive_filter<S: Store>(
+    State(state): State<Shared<S>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    if let Err(r) = checked(&state, &headers, &f) {
+        return *r;
+    }
+    let now = state.engine.now_ms();
+    let filter = Filter {
+        state: None,
+        destination: first(&f, "destination").map(str::to_owned),
+        class: first(&f, "class").map(str::to_owned),
+        reason: first(&f, "reason").map(str::to_owned),
+        since: first(&f, "since").and_then(|s| since_ms(s, now)),
+    };
+    // In slices, bounded by the count at the start, so messages that park
+    // again meanwhile are not redriven twice.
+    let mut total = 0usize;
+    loop {
+        match state
+            .engine
+            .store()
+            .redrive_matching(filter.clone(), now, 1000)
+            .await
+        {
+            Ok(ids) if ids.is_empty() => break,
+            Ok(ids) => {
+                total += ids.len();
+                state.engine.wake();
+                if ids.len() < 1000 || total >= 100_000 {
+                    break;
+                }
+            }
+            Err(e) => return store_error(e),
+        }
+    }
+    Redirect::to(&format!(
+        "/parked?done={}",
+        q(&format!("{total} parked message(s) redriven"))
+    ))
+    .into_response()
+}
+
+async fn message_page<S: Store>(
+    State(state): State<Shared<S>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let (session, cookie) = match signed_in(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let (m, attempts) = match state.engine.store().get(id.clone()).await {
+        Ok(Some(x)) => x,
+        Ok(None) => {
+            return (
+                StatusCode::NOT_FOUND,
+                Html(page(
+                    "Not found",
+                    "",
+                    Some(&session.csrf),
+                    &format!("<div class=\"error\">No message {}</div>", esc(&id)),
+                )),
+            )
+                .into_response()
+        }
+        Err(e) => return store_error(e),
+    };
+    let view = crate::views::MessageView::new(&m, None);
+    let headers_html: String = view
+        .headers
+        .iter()
+        .map(|(k, v)| format!("{}: {}\n", esc(k), esc(v)))
+        .collect();
+    let secrets = state
+        .engine
+        .destination(&m.destination)
+        .map(|d| d.secrets())
+        .unwrap_or_default();
+    let body_preview = redrive_engine::redact::excerpt(&m.body, 4096, &secrets)
+        .unwrap_or_else(|| "(empty)".to_owned());
+    let mut body = format!(
+        "<h1>Message <code>{}</code> <span class=\"badge state-{}\">{}</span></h1>",
+        esc(&m.id),
+        m.state.as_str(),
+        m.state.as_str()
+    );
+    if let Some(r) = &m.park_reason {
+        body.push_str(&format!("<div class=\"error\">Parked: <b>{}</b> after {} attempt(s); last error class <b>{}</b>.</div>", esc(r), m.attempts, esc(m.last_class.as_deref().unwrap_or(""))));
+    }
+    if m.state == MessageState::Parked {
+        let csrf = esc(&session.csrf);
+        body.push_str(&format!(
+            "<form method=\"post\" action=\"/messages/{id}/act\" class=\"actions\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <button name=\"action\" value=\"redrive\" id=\"redrive\">Redrive</button>\
+             <button name=\"action\" value=\"discard\" class=\"danger\" id=\"discard\">Discard</button></form>",
+            id = esc(&m.id)
+        ));
+    }
+    body.push_str("<section class=\"card\"><h2>Attempts</h2><ol class=\"attempts\">");
+    for a in attempts.iter().rev() {
+        let outcome = match (a.status, &a.transport) {
+            (Some(s), _) => format!("HTTP {s}"),
+            (None, Some(t)) => t.clone(),
+            _ => "—".to_owned(),
+        };
+        let decision = match a.delay_ms {
+            Some(d) => format!("retry in {}", human_ms(d)),
+            None => format!("{} ({})", a.decision, a.reason),
+        };
+        body.push_str(&format!(
+            "<li class=\"cls-{}\"><b>#{}</b> cycle {} · {} · <b>{}</b> · class <b>{}</b> · {} ms · {}",
+            esc(&a.class),
+            a.n,
+            a.cycle,
+            esc(&rfc3339(a.started_at)),
+            esc(&outcome),
+            esc(&a.class),
+            a.latency_ms,
+            esc(&decision)
+        ));
+        if let Some(d) = &a.detail {
+            body.push_str(&format!("<div class=\"muted\">{}</div>", esc(d)));
+        }
+        if let Some(x) = &a.response_excerpt {
+            body.push_str(&format!("<pre>{}</pre>", esc(x)));
+        }
+        body.push_str("</li>");
+    }
+    if attempts.is_empty() {
+        body.push_str("<li>No attempt yet.</li>");
+    }
+    body.push_str("</ol></section>");
+    body.push_str(&format!(
+        "<section class=\"card\"><h2>Request</h2><table>\
+         <tr><th>destination</th><td>{}</td></tr><tr><th>request</th><td><code>{} {}</code></td></tr>\
+         <tr><th>idempotency key</th><td><code>{}</code></td></tr><tr><th>cycle</th><td>{} ({} attempt(s) in it, {} in all)</td></tr>\
+         <tr><th>created</th><td>{}</td></tr><tr><th>next attempt</th><td>{}</td></tr></table>\
+         <h2>Headers</h2><pre>{}</pre><h2>Body</h2><pre>{}</pre></section>",
+        esc(&m.destination),
+        esc(&m.method),
+        esc(&m.path),
+        esc(&m.idempotency_key),
+        m.cycle,
+        m.attempts,
+        m.total_attempts,
+        esc(&rfc3339(m.created_at)),
+        esc(&m.next_attempt_at.map(rfc3339).unwrap_or_else(|| "—".to_owned())),
+        if headers_html.is_empty() { "(none)".to_owned() } else { headers_html },
+        esc(&body_preview)
+    ));
+    respond(
+        page(
+            &format!("Message {}", m.id),
+            "/parked",
+            Some(&session.csrf),
+            &body,
+        ),
+        cookie,
+    )
+}
+
+async fn act_on_message<S: Store>(
+    State(state): State<Shared<S>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    if let Err(r) = checked(&state, &headers, &f) {
+        return *r;
+    }
+    let now = state.engine.now_ms();
+    let result = match first(&f, "action") {
+        Some("discard") => state.engine.store().discard(vec![id.clone()], now).await,
+        _ => {
+            let r = state.engine.store().redrive(vec![id.clone()], now).await;
+            state.engine.wake();
+            r
+        }
+    };
+    if let Err(e) = result {
+        return store_error(e);
+    }
+    Redirect::to(&format!("/messages/{}", q(&id))).into_response()
+}
+
+async fn destinations_page<S: Store>(
+    State(state): State<Shared<S>>,
+    headers: HeaderMap,
+) -> Response {
+    let (session, cookie) = match signed_in(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let circuits: BTreeMap<String, &'static str> = state
+        .engine
+        .circuits()
+        .into_iter()
+        .map(|(n, c)| (n, c.as_str()))
+        .collect();
+    let mut body = String::from("<h1>Destinations</h1>");
+    let dests = state.engine.destinations();
+    if dests.is_empty() {
+        body.push_str("<section class=\"card\"><p>No destination is configured: add a <code>[destinations.NAME]</code> table to redrive.toml.</p></section>");
+    }
+    for d in dests {
+        let circuit = circuits.get(&d.name).copied().unwrap_or("closed");
+        let steps: Vec<(u32, u64)> = redrive_core::explain::timeline(&d.policy)
+            .iter()
+            .map(|s| (s.attempt, s.at.as_millis() as u64))
+            .collect();
+        let when: String = steps
+            .iter()
+            .map(|(n, at)| format!("{n}: +{}", human_ms(*at)))
+            .collect::<Vec<_>>()
+            .join(" · ");
+        body.push_str(&format!(
+            "<section class=\"card\"><h2>{}</h2><table>\
+             <tr><th>URL</th><td><code>{}</code></td></tr><tr><th>policy</th><td>{} — {}</td></tr>\
+             <tr><th>limits</th><td>{} in flight{}{}</td></tr><tr><th>circuit</th><td class=\"circuit-{circuit}\">{circuit}</td></tr></table>\
+             <h2>Schedule</h2>{}<p class=\"muted\">{}{}</p><details><summary>Rules</summary><pre>{}</pre></details></section>",
+            esc(&d.name),
+            esc(&d.url.to_string()),
+            esc(&d.policy_name),
+            esc(&d.policy.description),
+            d.max_in_flight,
+            d.rate_limit.map(|r| format!(", {} per second", r.per_second)).unwrap_or_default(),
+            if d.signing.is_some() { ", signed (Standard Webhooks)" } else { "" },
+            html::timeline_svg(&steps),
+            esc(&when),
+            if d.policy.schedule.is_jittered() { " (upper bounds: jittered)" } else { "" },
+            esc(&redrive_core::explain::explain(&d.policy))
+        ));
+    }
+    respond(
+        page("Destinations", "/destinations", Some(&session.csrf), &body),
+        cookie,
+    )
+}
