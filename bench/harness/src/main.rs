@@ -1,0 +1,583 @@
+//! redrive's end-to-end benchmark harness.
+//!
+//! ```sh
+//! cargo run --release -p redrive-bench                 # the default sizes
+//! cargo run --release -p redrive-bench -- --quick      # a smoke run
+//! REDRIVE_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo run --release -p redrive-bench
+//! ```
+//!
+//! Everything runs in this process on the same 2-core machine and in the same
+//! run, so figures are reported next to the raw ceiling measured minutes
+//! before: machines here are shared and noisy, ratios travel better than
+//! absolutes. The sink is `redrive mock` with its journal off.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use clap::Parser;
+use http::{HeaderMap, HeaderValue, Method};
+use redrive_core::profiles;
+use redrive_engine::{
+    ClientConfig, Destination, Engine, EngineConfig, HttpClient, OutboundRequest, SystemClock,
+};
+use redrive_mock::{MockServer, Scenario};
+use redrive_store::{MessageState, NewMessage, SqliteStore, Store};
+use tokio::sync::watch;
+
+/// The harness's options.
+#[derive(Parser, Debug)]
+#[command(about = "redrive end-to-end benchmarks; prints one table")]
+struct Args {
+    /// Seconds per timed phase.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrency of the clients and of the engine per destination.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Backlog sizes to drain.
+    #[arg(long, value_delimiter = ',', default_values_t = [100_000usize, 1_000_000])]
+    drain: Vec<usize>,
+    /// Backlog sizes waiting far in the future, for the claim-time and memory rows.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000_000usize])]
+    backlog: Vec<usize>,
+    /// Small sizes and 3-second phases: a smoke run.
+    #[arg(long)]
+    quick: bool,
+}
+
+struct Row {
+    scenario: String,
+    store: &'static str,
+    figure: String,
+    note: String,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// User + system CPU seconds of this process.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Peak resident memory of this process, in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+async fn sink(status: u16) -> Result<MockServer> {
+    let scenario = Scenario::from_toml(
+        "sink",
+        &format!("[journal]\nlimit = 0\n[default]\nstatus = {status}\n"),
+        None,
+    )?;
+    Ok(MockServer::start(scenario, "127.0.0.1:0".parse()?, None).await?)
+}
+
+fn destination(url: &str, concurrency: usize) -> Result<Destination> {
+    let mut policy = profiles::builtin("standard").context("standard")?;
+    policy.attempt_timeout = Duration::from_secs(5);
+    Ok(Destination {
+        name: "sink".into(),
+        url: url.parse()?,
+        policy_name: "standard".into(),
+        policy: Arc::new(policy),
+        headers: Vec::new(),
+        max_in_flight: concurrency,
+        rate_limit: None,
+        signing: None,
+    })
+}
+
+fn message(i: usize, at: i64) -> NewMessage {
+    NewMessage {
+        id: format!("01BENCH{i:019}"),
+        destination: "sink".into(),
+        method: "POST".into(),
+        path: format!("/m/{i}"),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: br#"{"event":"order.created","amount":42}"#.to_vec(),
+        idempotency_key: format!("bench-{i}"),
+        request_hash: "h".into(),
+        marked_idempotent: false,
+        created_at: at,
+    }
+}
+
+/// Requests per second of the engine's HTTP client alone against the sink.
+async fn raw_client(url: &str, concurrency: usize, seconds: u64) -> Result<f64> {
+    let client = HttpClient::new(ClientConfig::default())?;
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let uri: http::Uri = format!("{url}/raw").parse()?;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, done, stop, uri) = (
+                client.clone(),
+                Arc::clone(&done),
+                Arc::clone(&stop),
+                uri.clone(),
+            );
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let a = client
+                        .attempt(OutboundRequest {
+                            method: Method::POST,
+                            uri: uri.clone(),
+                            headers: HeaderMap::new(),
+                            body: Bytes::from_static(br#"{"event":"order.created","amount":42}"#),
+                            timeout: Duration::from_secs(5),
+                        })
+                        .await;
+                    if a.result.is_ok() {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let n = done.load(Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(n as f64 / elapsed)
+}
+
+fn wrk(url: &str, concurrency: usize, seconds: u64) -> Option<f64> {
+    let out = std::process::Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{concurrency}"),
+            &format!("-d{seconds}s"),
+            url,
+        ])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("Requests/sec:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+async fn fill<S: Store>(store: &S, n: usize, offset: usize, at: i64) -> Result<f64> {
+    let start = Instant::now();
+    let mut i = 0;
+    while i < n {
+        let batch: Vec<NewMessage> = (i..(i + 1000).min(n))
+            .map(|k| message(offset + k, at))
+            .collect();
+        store.enqueue(batch).await?;
+        i += 1000;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn pending<S: Store>(store: &S) -> Result<u64> {
+    Ok(store
+        .stats(now_ms())
+        .await?
+        .by_destination_state
+        .iter()
+        .filter(|(_, s, _)| *s == MessageState::Pending)
+        .map(|(_, _, n)| n)
+        .sum())
+}
+
+fn engine<S: Store>(store: S, url: &str, concurrency: usize) -> Result<Engine<S>> {
+    let config = EngineConfig {
+        retention: None,
+        idle_poll: Duration::from_millis(50),
+        max_in_flight: concurrency * 2,
+        ..EngineConfig::default()
+    };
+    Ok(Engine::new(
+        store,
+        vec![destination(url, concurrency)?],
+        HttpClient::new(ClientConfig::default())?,
+        config,
+        Arc::new(SystemClock),
+    ))
+}
+
+/// Messages per second delivered from a stored backlog of `n`.
+async fn drain<S: Store>(store: S, url: &str, n: usize, concurrency: usize) -> Result<(f64, f64)> {
+    let insert = fill(&store, n, 0, now_ms()).await?;
+    let engine = engine(store.clone(), url, concurrency)?;
+    let (stop, stop_rx) = watch::channel(false);
+    let runner = engine.clone();
+    let start = Instant::now();
+    let task = tokio::spawn(async move { runner.run(stop_rx).await });
+    while pending(&store).await? > 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let _ = stop.send(true);
+    let _ = task.await;
+    Ok((rate, insert))
+}
+
+/// Serves the API on `store`; with `deliver`, the engine runs too.
+async fn serve_api<S: Store>(
+    store: S,
+    url: &str,
+    concurrency: usize,
+    deliver: bool,
+) -> Result<(String, watch::Sender<bool>, Engine<S>)> {
+    let engine = engine(store, url, concurrency)?;
+    let state = Arc::new(redrive_server::api::AppState {
+        engine: engine.clone(),
+        tokens: Vec::new(),
+        max_body: 1 << 20,
+        metrics: redrive_server::metrics_handle(),
+        ready: AtomicBool::new(true),
+        sessions: Default::default(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let (stop, stop_rx) = watch::channel(false);
+    let app = redrive_server::api::router(state);
+    let mut http_stop = stop_rx.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.changed().await;
+            })
+            .await;
+    });
+    if deliver {
+        let runner = engine.clone();
+        tokio::spawn(async move { runner.run(stop_rx).await });
+    }
+    Ok((format!("http://{addr}"), stop, engine))
+}
+
+/// Enqueues over HTTP for `seconds`: requests/s, p50 and p99 in ms.
+async fn load(
+    api: &str,
+    concurrency: usize,
+    seconds: u64,
+    offset: usize,
+) -> Result<(f64, f64, f64)> {
+    let client = HttpClient::new(ClientConfig::default())?;
+    let uri: http::Uri = format!("{api}/v1/messages").parse()?;
+    let next = Arc::new(AtomicU64::new(offset as u64));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, uri, next, stop) = (
+                client.clone(),
+                uri.clone(),
+                Arc::clone(&next),
+                Arc::clone(&stop),
+            );
+            tokio::spawn(async move {
+                let mut latencies: Vec<u32> = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let mut headers = HeaderMap::new();
+                    headers.insert("content-type", HeaderValue::from_static("application/json"));
+                    if let Ok(v) = HeaderValue::from_str(&format!("load-{i}")) {
+                        headers.insert("idempotency-key", v);
+                    }
+                    let body =
+                        format!(r#"{{"destination":"sink","path":"/m/{i}","body":{{"n":{i}}}}}"#);
+                    let t = Instant::now();
+                    let a = client
+                        .attempt(OutboundRequest {
+                            method: Method::POST,
+                            uri: uri.clone(),
+                            headers,
+                            body: Bytes::from(body),
+                            timeout: Duration::from_secs(10),
+                        })
+                        .await;
+                    if matches!(&a.result, Ok(r) if r.status == 202) {
+                        latencies.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                    }
+                }
+                latencies
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all: Vec<u32> = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap_or_default());
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map_or(0.0, |v| *v as f64 / 1000.0)
+    };
+    Ok((all.len() as f64 / elapsed, pct(0.5), pct(0.99)))
+}
+
+/// The sink answers 503 to everything: attempts/s the engine sends, CPU, and
+/// how long delivery takes once the sink recovers.
+async fn retry_storm<S: Store>(
+    store: S,
+    n: usize,
+    concurrency: usize,
+    seconds: u64,
+) -> Result<(f64, f64, f64)> {
+    let failing = sink(503).await?;
+    fill(&store, n, 10_000_000, now_ms()).await?;
+    let engine = engine(store.clone(), &failing.url(), concurrency)?;
+    let (stop, stop_rx) = watch::channel(false);
+    let runner = engine.clone();
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    let task = tokio::spawn(async move { runner.run(stop_rx).await });
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let attempts = failing.counts().total as f64 / start.elapsed().as_secs_f64();
+    let cpu = (cpu_seconds() - cpu0) / start.elapsed().as_secs_f64();
+    failing.replace_scenario(Scenario::from_toml(
+        "ok",
+        "[journal]\nlimit = 0\n[default]\nstatus = 200\n",
+        None,
+    )?);
+    let recovered = Instant::now();
+    // Messages wait out their backoff (full jitter, up to the cap reached).
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while pending(&store).await? > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let recovery = recovered.elapsed().as_secs_f64();
+    let _ = stop.send(true);
+    let _ = task.await;
+    Ok((attempts, cpu, recovery))
+}
+
+/// `n` messages due in ten days and 1,000 due now: how long claiming the due
+/// ones takes, and the database's size.
+async fn backlog<S: Store>(store: S, n: usize) -> Result<(f64, f64)> {
+    let later = now_ms() + 10 * 86_400_000;
+    fill(&store, n, 20_000_000, later).await?;
+    fill(&store, 1000, 40_000_000, now_ms()).await?;
+    let start = Instant::now();
+    let mut claimed = 0;
+    while claimed < 1000 {
+        let got = store
+            .claim(now_ms(), 256, "bench".into(), now_ms() + 60_000, Vec::new())
+            .await?;
+        if got.is_empty() {
+            break;
+        }
+        claimed += got.len();
+    }
+    Ok((start.elapsed().as_secs_f64() * 1000.0, claimed as f64))
+}
+
+fn dir_size_mib(dir: &std::path::Path) -> f64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum::<u64>()
+        })
+        .unwrap_or(0) as f64
+        / (1024.0 * 1024.0)
+}
+
+fn sqlite() -> Result<(SqliteStore, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let store = SqliteStore::open(&dir.path().join("bench.db"))?;
+    Ok((store, dir))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let mut args = Args::parse();
+    if args.quick {
+        args.seconds = 3;
+        args.drain = vec![10_000];
+        args.backlog = vec![100_000];
+    }
+    let (s, c) = (args.seconds, args.concurrency);
+    let mut rows: Vec<Row> = Vec::new();
+    let mut row = |scenario: &str, store: &'static str, figure: String, note: String| {
+        eprintln!("{scenario:<34} {store:<9} {figure:<28} {note}");
+        rows.push(Row {
+            scenario: scenario.to_owned(),
+            store,
+            figure,
+            note,
+        });
+    };
+    let ok = sink(200).await?;
+
+    let raw = raw_client(&ok.url(), c, s).await?;
+    row(
+        "raw ceiling: engine's HTTP client",
+        "-",
+        format!("{raw:.0} req/s"),
+        format!("{c} concurrent, POST, keep-alive"),
+    );
+    if let Some(w) = wrk(&format!("{}/raw", ok.url()), c, s) {
+        row(
+            "raw ceiling: wrk",
+            "-",
+            format!("{w:.0} req/s"),
+            format!("wrk -t1 -c{c} -d{s}s"),
+        );
+    }
+
+    for &n in &args.drain {
+        let (store, _dir) = sqlite()?;
+        let (rate, insert) = drain(store, &ok.url(), n, c).await?;
+        row(
+            &format!("drain {n}"),
+            "sqlite",
+            format!("{rate:.0} msg/s"),
+            format!(
+                "{:.2} of the client ceiling; stored at {insert:.0} msg/s",
+                rate / raw
+            ),
+        );
+    }
+
+    let (store, _dir) = sqlite()?;
+    let (api, stop, _engine) = serve_api(store, &ok.url(), c, false).await?;
+    let (rps, p50, p99) = load(&api, c, s, 0).await?;
+    row(
+        "ingest (POST /v1/messages, 202)",
+        "sqlite",
+        format!("{rps:.0} req/s"),
+        format!("p50 {p50:.2} ms, p99 {p99:.2} ms, {c} concurrent"),
+    );
+    let _ = stop.send(true);
+
+    let (store, _dir) = sqlite()?;
+    let (api, stop, _engine) = serve_api(store.clone(), &ok.url(), c, true).await?;
+    let delivered0 = ok.counts().total;
+    let (rps, p50, p99) = load(&api, c, s, 50_000_000).await?;
+    let delivered = (ok.counts().total - delivered0) as f64 / s as f64;
+    row(
+        "steady state (ingest + delivery)",
+        "sqlite",
+        format!("{rps:.0} in/s, {delivered:.0} out/s"),
+        format!("ingest p50 {p50:.2} ms, p99 {p99:.2} ms"),
+    );
+    let _ = stop.send(true);
+
+    let (store, _dir) = sqlite()?;
+    let storm_n = if args.quick { 2_000 } else { 10_000 };
+    let (attempts, cpu, recovery) = retry_storm(store, storm_n, c, s).await?;
+    row(
+        &format!("retry storm ({storm_n} msgs, sink 503)"),
+        "sqlite",
+        format!("{attempts:.0} attempts/s"),
+        format!(
+            "CPU {:.0}% of a core; all delivered {recovery:.1} s after the sink recovered",
+            cpu * 100.0
+        ),
+    );
+
+    for &n in &args.backlog {
+        let (store, dir) = sqlite()?;
+        let (ms, claimed) = backlog(store, n).await?;
+        row(
+            &format!("backlog {n} waiting, claim 1000 due"),
+            "sqlite",
+            format!("{ms:.1} ms"),
+            format!(
+                "claimed {claimed:.0}; database {:.0} MiB; peak RSS so far {:.0} MiB",
+                dir_size_mib(dir.path()),
+                peak_rss_mib()
+            ),
+        );
+    }
+
+    if std::env::var("REDRIVE_TEST_DATABASE_URL").is_ok() {
+        for &n in &args.drain {
+            if let Some(db) = redrive_store::testdb::TestDatabase::create("bench drain").await {
+                let (rate, insert) = drain(db.store().await, &ok.url(), n, c).await?;
+                row(
+                    &format!("drain {n}"),
+                    "postgres",
+                    format!("{rate:.0} msg/s"),
+                    format!(
+                        "{:.2} of the client ceiling; stored at {insert:.0} msg/s",
+                        rate / raw
+                    ),
+                );
+            }
+        }
+        if let Some(db) = redrive_store::testdb::TestDatabase::create("bench ingest").await {
+            let (api, stop, _engine) = serve_api(db.store().await, &ok.url(), c, false).await?;
+            let (rps, p50, p99) = load(&api, c, s, 0).await?;
+            row(
+                "ingest (POST /v1/messages, 202)",
+                "postgres",
+                format!("{rps:.0} req/s"),
+                format!("p50 {p50:.2} ms, p99 {p99:.2} ms"),
+            );
+            let _ = stop.send(true);
+        }
+    } else {
+        eprintln!("(PostgreSQL rows skipped: set REDRIVE_TEST_DATABASE_URL)");
+    }
+
+    let machine = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    println!("| scenario | store | figure | notes |");
+    println!("| --- | --- | --- | --- |");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} |",
+            r.scenario, r.store, r.figure, r.note
+        );
+    }
+    println!();
+    println!(
+        "{} cores ({machine}); {s} s phases; {c} concurrent; peak RSS {:.0} MiB",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        peak_rss_mib()
+    );
+    Ok(())
+}
