@@ -32,7 +32,8 @@ const PURGE_LOCK: i64 = 0x7265_6472_6976_6502;
 /// The channel idle nodes listen on.
 const CHANNEL: &str = "redrive_due";
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE messages (
     id                TEXT PRIMARY KEY,
     destination       TEXT NOT NULL,
@@ -77,7 +78,14 @@ CREATE TABLE attempts (
     PRIMARY KEY (message_id, n)
 );
 CREATE INDEX attempts_by_start ON attempts (started_at);
-"#];
+"#,
+    // Claims order by (next_attempt_at, id): an index in that order lets a
+    // claim read the first rows instead of sorting every due one.
+    r#"
+DROP INDEX messages_due;
+CREATE INDEX messages_due ON messages (next_attempt_at, id) WHERE state = 'pending';
+"#,
+];
 
 const COLUMNS: &str = "id, destination, method, path, headers, body, idempotency_key, request_hash, \
     marked_idempotent, state, park_reason, last_class, attempts, total_attempts, cycle, cycle_started_at, \
