@@ -519,8 +519,10 @@ impl Store for SqliteStore {
 
     async fn next_due(&self) -> Result<Option<i64>, StoreError> {
         self.read(|conn| {
+            // The due index answers MIN directly; unnamed, the planner may
+            // scan every pending row through the (state, ...) index.
             conn.query_row(
-                "SELECT MIN(next_attempt_at) FROM messages WHERE state = 'pending'",
+                "SELECT MIN(next_attempt_at) FROM messages INDEXED BY messages_due WHERE state = 'pending'",
                 [],
                 |r| r.get(0),
             )
@@ -685,7 +687,7 @@ impl Store for SqliteStore {
             }
             let oldest_due_at = conn
                 .query_row(
-                    "SELECT MIN(next_attempt_at) FROM messages WHERE state = 'pending'",
+                    "SELECT MIN(next_attempt_at) FROM messages INDEXED BY messages_due WHERE state = 'pending'",
                     [],
                     |r| r.get(0),
                 )
