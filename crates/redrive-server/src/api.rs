@@ -89,16 +89,21 @@ async fn auth<S: Store>(State(state): State<Shared<S>>, req: Request, next: Next
     let Some(presented) = presented else {
         return unauthorized("send `Authorization: Bearer TOKEN`");
     };
-    // Compare against every token, in constant time per token.
-    let mut ok = 0u8;
-    for t in &state.tokens {
-        ok |= t.as_bytes().ct_eq(presented.as_bytes()).unwrap_u8();
-    }
-    if ok == 1 {
+    if token_matches(&state.tokens, presented) {
         next.run(req).await
     } else {
         unauthorized("the bearer token is not valid")
     }
+}
+
+/// True when `presented` is one of `tokens`, compared in constant time against
+/// every token (the API's bearer auth and the dashboard's sign-in share it).
+pub fn token_matches(tokens: &[String], presented: &str) -> bool {
+    let mut ok = 0u8;
+    for t in tokens {
+        ok |= t.as_bytes().ct_eq(presented.as_bytes()).unwrap_u8();
+    }
+    ok == 1
 }
 
 fn unauthorized(detail: &str) -> Response {

@@ -17,7 +17,6 @@ use axum::Router;
 use http::{header, HeaderMap, StatusCode};
 use redrive_store::{Filter, MessageState, Store};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 use crate::api::AppState;
 use crate::views::{human_ms, rfc3339};
@@ -185,11 +184,7 @@ async fn login<S: Store>(
 ) -> Response {
     let f = form(&body);
     let presented = first(&f, "token").unwrap_or("");
-    let mut ok = 0u8;
-    for t in &state.tokens {
-        ok |= t.as_bytes().ct_eq(presented.as_bytes()).unwrap_u8();
-    }
-    if ok != 1 && !state.tokens.is_empty() {
+    if !state.tokens.is_empty() && !crate::api::token_matches(&state.tokens, presented) {
         return (
             StatusCode::UNAUTHORIZED,
             Html(login_page(Some("That token is not valid."))),

@@ -27,34 +27,30 @@ pub struct Filters {
 }
 
 impl Filters {
-    fn query(&self) -> String {
-        let mut q = String::new();
-        for (k, v) in [
+    /// The filters that are set, as (name, value).
+    fn pairs(&self) -> impl Iterator<Item = (&'static str, &String)> {
+        [
             ("destination", &self.destination),
             ("class", &self.class),
             ("reason", &self.reason),
             ("since", &self.since),
-        ] {
-            if let Some(v) = v {
-                q.push_str(&format!("&{k}={}", encode(v)));
-            }
-        }
-        q
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    }
+
+    fn query(&self) -> String {
+        self.pairs()
+            .map(|(k, v)| format!("&{k}={}", encode(v)))
+            .collect()
     }
 
     fn body(&self) -> Value {
-        let mut o = serde_json::Map::new();
-        for (k, v) in [
-            ("destination", &self.destination),
-            ("class", &self.class),
-            ("reason", &self.reason),
-            ("since", &self.since),
-        ] {
-            if let Some(v) = v {
-                o.insert(k.to_owned(), json!(v));
-            }
-        }
-        Value::Object(o)
+        Value::Object(
+            self.pairs()
+                .map(|(k, v)| (k.to_owned(), json!(v)))
+                .collect(),
+        )
     }
 }
 
