@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redrive_core::{AttemptContext, Decision, ErrorClass, RequestFacts};
-use redrive_store::{AttemptRecord, Claimed, Message, NextState, Store};
+use redrive_store::{AttemptRecord, Claimed, Filter, Message, NextState, Store, StoreError};
 use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::alerts::{self, AlertSender, ParkedAlert};
@@ -166,10 +166,60 @@ impl<S: Store> Engine<S> {
         self.inner.clock.now_ms()
     }
 
-    /// Tells the scheduler there may be new due messages (after an enqueue or
-    /// a redrive), so it does not wait for its next poll.
+    /// Tells the scheduler there may be new due messages, so it does not wait
+    /// for its next poll. The methods below call it; callers that change the
+    /// store some other way call it themselves.
     pub fn wake(&self) {
         self.inner.wake.notify_one();
+    }
+
+    /// Stores new messages (see [`Store::enqueue`]) and wakes the scheduler
+    /// when one was created.
+    pub async fn enqueue(
+        &self,
+        batch: Vec<redrive_store::NewMessage>,
+    ) -> Result<Vec<redrive_store::Enqueued>, StoreError> {
+        let result = self.inner.store.enqueue(batch).await?;
+        if result
+            .iter()
+            .any(|e| matches!(e, redrive_store::Enqueued::Created(_)))
+        {
+            self.wake();
+        }
+        Ok(result)
+    }
+
+    /// Redrives parked messages now (a new cycle each) and wakes the scheduler;
+    /// returns the ids that were parked.
+    pub async fn redrive(&self, ids: Vec<String>) -> Result<Vec<String>, StoreError> {
+        let done = self.inner.store.redrive(ids, self.now_ms()).await?;
+        if !done.is_empty() {
+            self.wake();
+        }
+        Ok(done)
+    }
+
+    /// Redrives up to `limit` parked messages matching `filter` and wakes the
+    /// scheduler; returns their ids.
+    pub async fn redrive_matching(
+        &self,
+        filter: Filter,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let done = self
+            .inner
+            .store
+            .redrive_matching(filter, self.now_ms(), limit)
+            .await?;
+        if !done.is_empty() {
+            self.wake();
+        }
+        Ok(done)
+    }
+
+    /// Discards parked messages now; returns the ids that were parked.
+    pub async fn discard(&self, ids: Vec<String>) -> Result<Vec<String>, StoreError> {
+        self.inner.store.discard(ids, self.now_ms()).await
     }
 
     /// A destination's configuration.

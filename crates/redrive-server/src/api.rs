@@ -347,10 +347,9 @@ async fn enqueue<S: Store>(
         marked_idempotent: req.idempotent,
         created_at: now,
     };
-    let result = state.engine.store().enqueue(vec![new]).await?;
+    let result = state.engine.enqueue(vec![new]).await?;
     match result.into_iter().next() {
         Some(Enqueued::Created(m)) => {
-            state.engine.wake();
             metrics::counter!("redrive_enqueued_total", "destination" => m.destination.clone()).increment(1);
             Ok((StatusCode::ACCEPTED, Json(MessageView::new(&m, Some(&[])))).into_response())
         }
@@ -380,7 +379,7 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-fn parse_since(text: &str, now: i64) -> Result<i64, Problem> {
+pub(crate) fn parse_since(text: &str, now: i64) -> Result<i64, Problem> {
     if let Ok(d) = redrive_core::parse_duration(text) {
         return Ok(now - d.as_millis() as i64);
     }
@@ -462,11 +461,10 @@ async fn act_on_one<S: Store>(
     id: String,
     redrive: bool,
 ) -> Result<Response, Problem> {
-    let now = state.engine.now_ms();
     let done = if redrive {
-        state.engine.store().redrive(vec![id.clone()], now).await?
+        state.engine.redrive(vec![id.clone()]).await?
     } else {
-        state.engine.store().discard(vec![id.clone()], now).await?
+        state.engine.discard(vec![id.clone()]).await?
     };
     if done.is_empty() {
         return match state.engine.store().get(id.clone()).await? {
@@ -482,9 +480,6 @@ async fn act_on_one<S: Store>(
                 ),
             )),
         };
-    }
-    if redrive {
-        state.engine.wake();
     }
     match state.engine.store().get(id.clone()).await? {
         Some((m, attempts)) => Ok(Json(MessageView::new(&m, Some(&attempts))).into_response()),
@@ -534,14 +529,7 @@ async fn redrive_bulk<S: Store>(
         req.since.as_deref(),
         now,
     )?;
-    let ids = state
-        .engine
-        .store()
-        .redrive_matching(filter, now, limit)
-        .await?;
-    if !ids.is_empty() {
-        state.engine.wake();
-    }
+    let ids = state.engine.redrive_matching(filter, limit).await?;
     Ok(Json(json!({ "redriven": ids.len(), "ids": ids, "limit": limit })).into_response())
 }
 

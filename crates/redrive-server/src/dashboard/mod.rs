@@ -347,10 +347,9 @@ fn non_empty(v: &Option<String>) -> Option<String> {
     v.clone().filter(|s| !s.trim().is_empty())
 }
 
+/// A `since` filter as the API reads it (a duration or an RFC 3339 time).
 fn since_ms(text: &str, now: i64) -> Option<i64> {
-    redrive_core::parse_duration(text)
-        .ok()
-        .map(|d| now - d.as_millis() as i64)
+    crate::api::parse_since(text, now).ok()
 }
 
 fn select(name: &str, options: &[String], current: Option<&str>) -> String {
@@ -507,24 +506,14 @@ async fn act_on_selection<S: Store>(
         return *r;
     }
     let ids: Vec<String> = f.get("ids").cloned().unwrap_or_default();
-    let now = state.engine.now_ms();
     let (verb, result) = match first(&f, "action") {
-        Some("discard") => (
-            "discarded",
-            state.engine.store().discard(ids.clone(), now).await,
-        ),
-        _ => (
-            "redriven",
-            state.engine.store().redrive(ids.clone(), now).await,
-        ),
+        Some("discard") => ("discarded", state.engine.discard(ids.clone()).await),
+        _ => ("redriven", state.engine.redrive(ids.clone()).await),
     };
     let done = match result {
         Ok(d) => d,
         Err(e) => return store_error(e),
     };
-    if verb == "redriven" && !done.is_empty() {
-        state.engine.wake();
-    }
     let back = first(&f, "back").unwrap_or("");
     let note = format!("{} of {} selected message(s) {verb}", done.len(), ids.len());
     Redirect::to(&format!("/parked?{back}&done={}", q(&note))).into_response()
@@ -547,20 +536,15 @@ async fn redrive_filter<S: Store>(
         reason: first(&f, "reason").map(str::to_owned),
         since: first(&f, "since").and_then(|s| since_ms(s, now)),
     };
-    // In slices, bounded by the count at the start, so messages that park
-    // again meanwhile are not redriven twice.
+    // In slices of 1,000, stopping at a short slice or at 100,000. A message
+    // that parks again while this runs may be picked up by a later slice
+    // (`redrive dlq redrive --all` counts first and stops at that count).
     let mut total = 0usize;
     loop {
-        match state
-            .engine
-            .store()
-            .redrive_matching(filter.clone(), now, 1000)
-            .await
-        {
+        match state.engine.redrive_matching(filter.clone(), 1000).await {
             Ok(ids) if ids.is_empty() => break,
             Ok(ids) => {
                 total += ids.len();
-                state.engine.wake();
                 if ids.len() < 1000 || total >= 100_000 {
                     break;
                 }
@@ -704,14 +688,9 @@ async fn act_on_message<S: Store>(
     if let Err(r) = checked(&state, &headers, &f) {
         return *r;
     }
-    let now = state.engine.now_ms();
     let result = match first(&f, "action") {
-        Some("discard") => state.engine.store().discard(vec![id.clone()], now).await,
-        _ => {
-            let r = state.engine.store().redrive(vec![id.clone()], now).await;
-            state.engine.wake();
-            r
-        }
+        Some("discard") => state.engine.discard(vec![id.clone()]).await,
+        _ => state.engine.redrive(vec![id.clone()]).await,
     };
     if let Err(e) = result {
         return store_error(e);
