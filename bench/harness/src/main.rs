@@ -50,6 +50,16 @@ struct Args {
     /// Small sizes and 3-second phases: a smoke run.
     #[arg(long)]
     quick: bool,
+    /// Run only these phases (the raw ceiling always runs: the other rows are
+    /// ratios to it). Phases: drain, ingest, steady, storm, backlog, postgres.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+impl Args {
+    fn wants(&self, phase: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == phase)
+    }
 }
 
 struct Row {
@@ -394,7 +404,12 @@ async fn backlog<S: Store>(store: S, n: usize) -> Result<(f64, f64)> {
     let mut claimed = 0;
     while claimed < 1000 {
         let got = store
-            .claim(now_ms(), 256, "bench".into(), now_ms() + 60_000, Vec::new())
+            .claim(
+                now_ms(),
+                vec![("sink".into(), 256)],
+                "bench".into(),
+                now_ms() + 60_000,
+            )
             .await?;
         if got.is_empty() {
             break;
@@ -460,7 +475,7 @@ async fn main() -> Result<()> {
         );
     }
 
-    for &n in &args.drain {
+    for &n in args.drain.iter().filter(|_| args.wants("drain")) {
         let (store, _dir) = sqlite()?;
         let (rate, insert) = drain(store, &ok.url(), n, c).await?;
         row(
@@ -474,44 +489,50 @@ async fn main() -> Result<()> {
         );
     }
 
-    let (store, _dir) = sqlite()?;
-    let (api, stop, _engine) = serve_api(store, &ok.url(), c, false).await?;
-    let (rps, p50, p99) = load(&api, c, s, 0).await?;
-    row(
-        "ingest (POST /v1/messages, 202)",
-        "sqlite",
-        format!("{rps:.0} req/s"),
-        format!("p50 {p50:.2} ms, p99 {p99:.2} ms, {c} concurrent"),
-    );
-    let _ = stop.send(true);
+    if args.wants("ingest") {
+        let (store, _dir) = sqlite()?;
+        let (api, stop, _engine) = serve_api(store, &ok.url(), c, false).await?;
+        let (rps, p50, p99) = load(&api, c, s, 0).await?;
+        row(
+            "ingest (POST /v1/messages, 202)",
+            "sqlite",
+            format!("{rps:.0} req/s"),
+            format!("p50 {p50:.2} ms, p99 {p99:.2} ms, {c} concurrent"),
+        );
+        let _ = stop.send(true);
+    }
 
-    let (store, _dir) = sqlite()?;
-    let (api, stop, _engine) = serve_api(store.clone(), &ok.url(), c, true).await?;
-    let delivered0 = ok.counts().total;
-    let (rps, p50, p99) = load(&api, c, s, 50_000_000).await?;
-    let delivered = (ok.counts().total - delivered0) as f64 / s as f64;
-    row(
-        "steady state (ingest + delivery)",
-        "sqlite",
-        format!("{rps:.0} in/s, {delivered:.0} out/s"),
-        format!("ingest p50 {p50:.2} ms, p99 {p99:.2} ms"),
-    );
-    let _ = stop.send(true);
+    if args.wants("steady") {
+        let (store, _dir) = sqlite()?;
+        let (api, stop, _engine) = serve_api(store.clone(), &ok.url(), c, true).await?;
+        let delivered0 = ok.counts().total;
+        let (rps, p50, p99) = load(&api, c, s, 50_000_000).await?;
+        let delivered = (ok.counts().total - delivered0) as f64 / s as f64;
+        row(
+            "steady state (ingest + delivery)",
+            "sqlite",
+            format!("{rps:.0} in/s, {delivered:.0} out/s"),
+            format!("ingest p50 {p50:.2} ms, p99 {p99:.2} ms"),
+        );
+        let _ = stop.send(true);
+    }
 
-    let (store, _dir) = sqlite()?;
-    let storm_n = if args.quick { 2_000 } else { 10_000 };
-    let (attempts, cpu, recovery) = retry_storm(store, storm_n, c, s).await?;
-    row(
-        &format!("retry storm ({storm_n} msgs, sink 503)"),
-        "sqlite",
-        format!("{attempts:.0} attempts/s"),
-        format!(
-            "CPU {:.0}% of a core; all delivered {recovery:.1} s after the sink recovered",
-            cpu * 100.0
-        ),
-    );
+    if args.wants("storm") {
+        let (store, _dir) = sqlite()?;
+        let storm_n = if args.quick { 2_000 } else { 10_000 };
+        let (attempts, cpu, recovery) = retry_storm(store, storm_n, c, s).await?;
+        row(
+            &format!("retry storm ({storm_n} msgs, sink 503)"),
+            "sqlite",
+            format!("{attempts:.0} attempts/s"),
+            format!(
+                "CPU {:.0}% of a core; all delivered {recovery:.1} s after the sink recovered",
+                cpu * 100.0
+            ),
+        );
+    }
 
-    for &n in &args.backlog {
+    for &n in args.backlog.iter().filter(|_| args.wants("backlog")) {
         let (store, dir) = sqlite()?;
         let (ms, claimed) = backlog(store, n).await?;
         row(
@@ -526,7 +547,8 @@ async fn main() -> Result<()> {
         );
     }
 
-    if std::env::var("REDRIVE_TEST_DATABASE_URL").is_ok() {
+    if !args.wants("postgres") {
+    } else if std::env::var("REDRIVE_TEST_DATABASE_URL").is_ok() {
         for &n in &args.pg_drain {
             if let Some(db) = redrive_store::testdb::TestDatabase::create("bench drain").await {
                 let (rate, insert) = drain(db.store().await, &ok.url(), n, c).await?;

@@ -77,8 +77,15 @@ pub fn is_secret_header(lower_name: &str) -> bool {
 pub struct DestinationRuntime {
     /// The configuration.
     pub config: Destination,
-    /// `max_in_flight` permits.
+    /// `max_in_flight` permits: held for the length of an attempt.
     pub in_flight: Arc<Semaphore>,
+    /// The claim window: held from the claim to the end of the attempt, so
+    /// the scheduler claims for a destination only what it can start soon
+    /// (twice `max_in_flight`, fewer under a rate limit) and no lease runs
+    /// out in a queue.
+    pub window: Arc<Semaphore>,
+    /// The window's size.
+    pub window_size: usize,
     /// `rate_limit`, when set.
     pub limiter: Option<RateLimiter>,
     breaker: Mutex<Breaker>,
@@ -89,7 +96,10 @@ pub struct DestinationRuntime {
 impl DestinationRuntime {
     /// Its run-time state, fresh.
     pub fn new(config: Destination, breaker: BreakerConfig) -> Self {
+        let window_size = claim_window(&config);
         DestinationRuntime {
+            window: Arc::new(Semaphore::new(window_size)),
+            window_size,
             in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             limiter: config.rate_limit.map(RateLimiter::new),
             breaker: Mutex::new(Breaker::new(breaker)),
@@ -102,6 +112,18 @@ impl DestinationRuntime {
     pub fn breaker(&self) -> MutexGuard<'_, Breaker> {
         self.breaker.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// How many of a destination's messages may be claimed at once: twice
+/// `max_in_flight` (the attempts in flight and the next ones ready), and under
+/// a rate limit no more than five seconds' worth, so that claimed messages do
+/// not wait out their lease behind the limiter.
+fn claim_window(config: &Destination) -> usize {
+    let mut window = config.max_in_flight.max(1).saturating_mul(2);
+    if let Some(rate) = config.rate_limit {
+        window = window.min((rate.per_second * 5.0).ceil().max(1.0) as usize);
+    }
+    window
 }
 
 #[cfg(test)]

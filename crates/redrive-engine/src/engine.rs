@@ -9,7 +9,7 @@
 //! state**: the engine reports.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,6 +45,10 @@ impl Clock for SystemClock {
             .map_or(0, |d| d.as_millis() as i64)
     }
 }
+
+/// How often the scheduler looks for messages of destinations that are not
+/// configured.
+const UNKNOWN_SWEEP_MS: i64 = 60_000;
 
 /// How the engine runs.
 #[derive(Clone, Debug)]
@@ -113,6 +117,10 @@ struct Inner<S> {
     alerts: Mutex<Option<AlertSender>>,
     rng: Mutex<StdRng>,
     lease_ms: i64,
+    /// Destination names, sorted: the order claims visit them in, rotated.
+    order: Vec<String>,
+    /// Claim rounds so far, to rotate `order`.
+    round: AtomicUsize,
 }
 
 impl<S: Store> Engine<S> {
@@ -130,6 +138,8 @@ impl<S: Store> Engine<S> {
             .max()
             .unwrap_or(Duration::from_secs(30));
         let lease_ms = (longest + config.lease_margin).as_millis() as i64;
+        let mut order: Vec<String> = destinations.iter().map(|d| d.name.clone()).collect();
+        order.sort();
         let destinations = destinations
             .into_iter()
             .map(|d| {
@@ -152,6 +162,8 @@ impl<S: Store> Engine<S> {
                 alerts: Mutex::new(None),
                 rng: Mutex::new(StdRng::from_os_rng()),
                 lease_ms,
+                order,
+                round: AtomicUsize::new(0),
             }),
         }
     }
@@ -284,7 +296,12 @@ impl<S: Store> Engine<S> {
         });
         // Other nodes (PostgreSQL's NOTIFY) can make messages due too.
         let mut external = inner.store.wakeups();
+        let mut next_sweep = i64::MIN;
         while !*shutdown.borrow() {
+            if self.now_ms() >= next_sweep {
+                self.park_unknown_destinations().await;
+                next_sweep = self.now_ms() + UNKNOWN_SWEEP_MS;
+            }
             let claimed = self.claim_round().await;
             if claimed {
                 continue;
@@ -346,11 +363,17 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// Claims one batch and starts its attempts; true when the batch was full
-    /// (more may be due).
+    /// Claims one batch and starts its attempts; true when some destination
+    /// got all it asked for (more may be due).
+    ///
+    /// It asks each destination for what its claim window has room for, and
+    /// nothing for one whose circuit is open: the store then reads only rows
+    /// it takes, however large the backlog held back. A window is refilled
+    /// once a quarter of it is free, so claims come in batches rather than
+    /// one per finished attempt.
     async fn claim_round(&self) -> bool {
         let inner = &self.inner;
-        let room = inner
+        let mut room = inner
             .slots
             .available_permits()
             .min(inner.config.claim_batch);
@@ -358,12 +381,75 @@ impl<S: Store> Engine<S> {
             return false;
         }
         let now = self.now_ms();
-        let exclude: Vec<String> = inner
-            .destinations
-            .iter()
-            .filter(|(_, d)| d.breaker().blocks_claims(now) || d.in_flight.available_permits() == 0)
-            .map(|(name, _)| name.clone())
-            .collect();
+        // Start at a different destination each round, so a small batch is
+        // shared between destinations over rounds.
+        let start = inner.round.fetch_add(1, Ordering::Relaxed);
+        let mut want: Vec<(String, usize)> = Vec::new();
+        for k in 0..inner.order.len() {
+            let name = &inner.order[(start + k) % inner.order.len()];
+            let Some(d) = inner.destinations.get(name) else {
+                continue;
+            };
+            let free = d.window.available_permits();
+            if room == 0 || free < (d.window_size / 4).max(1) || d.breaker().blocks_claims(now) {
+                continue;
+            }
+            let take = free.min(room);
+            want.push((name.clone(), take));
+            room -= take;
+        }
+        if want.is_empty() {
+            return false;
+        }
+        let claimed = match self.claim(now, want.clone()).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot claim due messages");
+                return false;
+            }
+        };
+        let full = want.iter().any(|(name, n)| {
+            claimed
+                .iter()
+                .filter(|(c, _)| &c.message.destination == name)
+                .count()
+                == *n
+        });
+        for (c, lease_until) in claimed {
+            let permits = inner
+                .destinations
+                .get(&c.message.destination)
+                .and_then(|d| {
+                    let window = Arc::clone(&d.window).try_acquire_owned().ok()?;
+                    let slot = Arc::clone(&inner.slots).try_acquire_owned().ok()?;
+                    Some((window, slot))
+                });
+            let Some(permits) = permits else {
+                // Cannot happen (the room was counted); give it back if it does.
+                let _ = inner
+                    .store
+                    .release(vec![(c.message.id, c.lease)], now)
+                    .await;
+                continue;
+            };
+            let engine = self.clone();
+            tokio::spawn(async move {
+                engine.attempt(c, lease_until).await;
+                drop(permits);
+                engine.inner.wake.notify_one();
+            });
+        }
+        full
+    }
+
+    /// Claims `want` under a fresh lease; each message comes with its
+    /// lease's end.
+    async fn claim(
+        &self,
+        now: i64,
+        want: Vec<(String, usize)>,
+    ) -> Result<Vec<(Claimed, i64)>, StoreError> {
+        let inner = &self.inner;
         let token: u128 = inner
             .rng
             .lock()
@@ -375,35 +461,46 @@ impl<S: Store> Engine<S> {
             ulid::Ulid::from_parts(now.max(0) as u64, token)
         );
         let lease_until = now + inner.lease_ms;
-        let claimed = match inner
-            .store
-            .claim(now, room, lease, lease_until, exclude)
-            .await
-        {
-            Ok(c) => c,
+        let claimed = inner.store.claim(now, want, lease, lease_until).await?;
+        Ok(claimed.into_iter().map(|c| (c, lease_until)).collect())
+    }
+
+    /// Parks the due messages of destinations that are not configured (any
+    /// more): nothing can deliver them, and a person must see them. Runs at
+    /// start and then every minute; a skip scan of the pending destinations
+    /// makes it cheap.
+    async fn park_unknown_destinations(&self) {
+        let inner = &self.inner;
+        let names = match inner.store.pending_destinations().await {
+            Ok(names) => names,
             Err(e) => {
-                tracing::error!(error = %e, "cannot claim due messages");
-                return false;
+                tracing::error!(error = %e, "cannot list the pending destinations");
+                return;
             }
         };
-        let full = claimed.len() == room;
-        for c in claimed {
-            let Ok(slot) = Arc::clone(&inner.slots).try_acquire_owned() else {
-                // Cannot happen (room was counted); give it back if it does.
-                let _ = inner
-                    .store
-                    .release(vec![(c.message.id, c.lease)], now)
-                    .await;
-                continue;
-            };
-            let engine = self.clone();
-            tokio::spawn(async move {
-                engine.attempt(c, lease_until).await;
-                drop(slot);
-                engine.inner.wake.notify_one();
-            });
+        for name in names
+            .into_iter()
+            .filter(|n| !inner.destinations.contains_key(n))
+        {
+            loop {
+                let now = self.now_ms();
+                let batch = inner.config.claim_batch.max(1);
+                let claimed = match self.claim(now, vec![(name.clone(), batch)]).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(error = %e, destination = %name, "cannot claim messages of an unknown destination");
+                        break;
+                    }
+                };
+                let got = claimed.len();
+                for (c, _) in claimed {
+                    self.park_unknown_destination(c.message, c.lease).await;
+                }
+                if got < batch {
+                    break;
+                }
+            }
         }
-        full
     }
 
     async fn attempt(&self, claimed: Claimed, lease_until: i64) {

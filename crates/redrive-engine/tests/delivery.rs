@@ -116,11 +116,15 @@ async fn rig(scenario: &str, spec: DestSpec<'_>, tweak: impl FnOnce(&mut EngineC
 
 impl Rig {
     async fn enqueue(&mut self, method: &str, path: &str) -> String {
+        self.enqueue_to("crm", method, path).await
+    }
+
+    async fn enqueue_to(&mut self, destination: &str, method: &str, path: &str) -> String {
         self.next_id += 1;
         let id = format!("01TEST{:04}", self.next_id);
         let m = NewMessage {
             id: id.clone(),
-            destination: "crm".into(),
+            destination: destination.into(),
             method: method.into(),
             path: path.into(),
             headers: vec![("content-type".into(), "application/json".into())],
@@ -581,4 +585,28 @@ async fn every_profile_delivers_after_temporary_failures_parks_content_errors_an
         );
         r.stop().await;
     }
+}
+
+#[tokio::test]
+async fn messages_for_a_destination_no_longer_configured_are_parked_not_lost() {
+    let mut r = rig("[default]\nstatus = 200\n", dest("standard"), |_| {}).await;
+    let gone = r.enqueue_to("gone", "POST", "/v1/users").await;
+    let kept = r.enqueue("POST", "/v1/users").await;
+    assert_eq!(r.settle(&kept).await.0.state, MessageState::Delivered);
+    // The scheduler looks for unknown destinations once a minute.
+    r.clock.0.fetch_add(61_000, Ordering::SeqCst);
+    r.engine.wake();
+    let (m, attempts) = r.settle(&gone).await;
+    assert_eq!(
+        (m.state, m.park_reason.as_deref(), attempts.len()),
+        (MessageState::Parked, Some("not_retryable"), 1)
+    );
+    let detail = attempts[0].detail.as_deref().unwrap_or_default();
+    assert!(detail.contains("`gone` is not configured"), "{detail}");
+    assert_eq!(
+        r.mock.journal(None).entries.len(),
+        1,
+        "only `kept` was sent"
+    );
+    r.stop().await;
 }

@@ -21,6 +21,11 @@ pub fn new_message(id: &str, destination: &str, key: &str, at: i64) -> NewMessag
     }
 }
 
+/// A claim of up to `n` messages of `destination`.
+pub fn want(destination: &str, n: usize) -> Vec<(String, usize)> {
+    vec![(destination.to_owned(), n)]
+}
+
 fn failed(class: &str, decision: &str, reason: &str) -> AttemptRecord {
     AttemptRecord {
         started_at: 0,
@@ -100,7 +105,7 @@ pub async fn claim_leases_due_messages<S: Store>(s: S) {
     enqueue_one(&s, new_message("01A", "crm", "k1", 1_000)).await;
     enqueue_one(&s, new_message("01C", "crm", "k3", 9_000)).await;
     let got = s
-        .claim(5_000, 10, "L1".into(), 65_000, vec![])
+        .claim(5_000, want("crm", 10), "L1".into(), 65_000)
         .await
         .expect("claim");
     let ids: Vec<_> = got.iter().map(|c| c.message.id.as_str()).collect();
@@ -116,46 +121,90 @@ pub async fn claim_leases_due_messages<S: Store>(s: S) {
         "leased until its lease ends"
     );
     assert!(s
-        .claim(6_000, 10, "L2".into(), 66_000, vec![])
+        .claim(6_000, want("crm", 10), "L2".into(), 66_000)
         .await
         .expect("claim")
         .is_empty());
     assert_eq!(s.next_due().await.expect("next"), Some(9_000));
     // The lease ends: they are due again (a crashed worker's messages come back).
     let again = s
-        .claim(70_000, 10, "L3".into(), 130_000, vec![])
+        .claim(70_000, want("crm", 10), "L3".into(), 130_000)
         .await
         .expect("claim");
     assert_eq!(again.len(), 3);
 }
 
-/// `limit` and excluded destinations are respected.
-pub async fn claim_respects_limit_and_exclusions<S: Store>(s: S) {
+/// Each destination gets at most its own count, and only the named
+/// destinations are read.
+pub async fn claim_takes_what_each_destination_wants<S: Store>(s: S) {
     for i in 0..5 {
-        enqueue_one(
-            &s,
-            new_message(&format!("01A{i}"), "crm", &format!("a{i}"), i),
-        )
-        .await;
-        enqueue_one(
-            &s,
-            new_message(&format!("01B{i}"), "erp", &format!("b{i}"), i),
-        )
-        .await;
+        for (prefix, dest) in [("A", "crm"), ("B", "erp"), ("C", "wms")] {
+            enqueue_one(
+                &s,
+                new_message(&format!("01{prefix}{i}"), dest, &format!("{prefix}{i}"), i),
+            )
+            .await;
+        }
     }
     let got = s
-        .claim(100, 3, "L".into(), 1_000, vec!["crm".into()])
+        .claim(
+            100,
+            vec![("erp".into(), 3), ("wms".into(), 1), ("crm".into(), 0)],
+            "L".into(),
+            1_000,
+        )
         .await
         .expect("claim");
-    assert_eq!(got.len(), 3);
-    assert!(got.iter().all(|c| c.message.destination == "erp"));
+    let mut ids: Vec<&str> = got.iter().map(|c| c.message.id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        ["01B0", "01B1", "01B2", "01C0"],
+        "oldest due first, per destination"
+    );
+    assert!(s
+        .claim(100, Vec::new(), "L2".into(), 1_000)
+        .await
+        .expect("claim")
+        .is_empty());
+    assert_eq!(
+        s.pending_destinations().await.expect("destinations"),
+        ["crm", "erp", "wms"]
+    );
+}
+
+/// Destinations with pending messages, due or leased, and none other.
+pub async fn pending_destinations_skip_finished_ones<S: Store>(s: S) {
+    assert!(s.pending_destinations().await.expect("empty").is_empty());
+    enqueue_one(&s, new_message("01A", "crm", "k1", 0)).await;
+    enqueue_one(&s, new_message("01B", "erp", "k2", 5_000)).await;
+    let c = s
+        .claim(10, want("crm", 1), "L".into(), 1_000)
+        .await
+        .expect("claim");
+    assert_eq!(c.len(), 1);
+    assert_eq!(
+        s.pending_destinations().await.expect("leased"),
+        ["crm", "erp"],
+        "a leased message is still pending"
+    );
+    s.record(
+        "01A".into(),
+        "L".into(),
+        failed("success", "delivered", "delivered"),
+        NextState::Delivered,
+        20,
+    )
+    .await
+    .expect("record");
+    assert_eq!(s.pending_destinations().await.expect("after"), ["erp"]);
 }
 
 /// Only the lease holder records; the attempt and the next state land together.
 pub async fn record_is_fenced_by_the_lease<S: Store>(s: S) {
     enqueue_one(&s, new_message("01A", "crm", "k1", 0)).await;
     let c = s
-        .claim(10, 1, "L1".into(), 1_000, vec![])
+        .claim(10, want("crm", 1), "L1".into(), 1_000)
         .await
         .expect("claim");
     assert_eq!(c.len(), 1);
@@ -221,11 +270,11 @@ pub async fn record_is_fenced_by_the_lease<S: Store>(s: S) {
 /// took the message over.
 pub async fn an_expired_lease_loses_to_the_new_holder<S: Store>(s: S) {
     enqueue_one(&s, new_message("01A", "crm", "k1", 0)).await;
-    s.claim(10, 1, "old".into(), 100, vec![])
+    s.claim(10, want("crm", 1), "old".into(), 100)
         .await
         .expect("claim");
     let taken = s
-        .claim(200, 1, "new".into(), 1_000, vec![])
+        .claim(200, want("crm", 1), "new".into(), 1_000)
         .await
         .expect("claim");
     assert_eq!(taken.len(), 1);
@@ -264,7 +313,7 @@ pub async fn park_redrive_and_discard<S: Store>(s: S) {
     enqueue_one(&s, new_message("01B", "crm", "k2", 0)).await;
     for id in ["01A", "01B"] {
         let c = s
-            .claim(10, 1, format!("L-{id}"), 1_000, vec![])
+            .claim(10, want("crm", 1), format!("L-{id}"), 1_000)
             .await
             .expect("claim");
         assert_eq!(c.len(), 1);
@@ -288,7 +337,7 @@ pub async fn park_redrive_and_discard<S: Store>(s: S) {
         (MessageState::Parked, Some("not_retryable"), None)
     );
     assert!(
-        s.claim(10_000, 10, "L".into(), 20_000, vec![])
+        s.claim(10_000, want("crm", 10), "L".into(), 20_000)
             .await
             .expect("claim")
             .is_empty(),
@@ -322,7 +371,7 @@ pub async fn park_redrive_and_discard<S: Store>(s: S) {
     );
 
     let c = s
-        .claim(5_000, 1, "L2".into(), 9_000, vec![])
+        .claim(5_000, want("crm", 1), "L2".into(), 9_000)
         .await
         .expect("claim");
     assert_eq!(c[0].message.id, "01A");
@@ -363,7 +412,7 @@ pub async fn redrive_by_filter<S: Store>(s: S) {
     {
         let id = format!("01{i}");
         enqueue_one(&s, new_message(&id, dest, &format!("k{i}"), 0)).await;
-        s.claim(1, 1, format!("L{i}"), 100, vec![])
+        s.claim(1, want(dest, 1), format!("L{i}"), 100)
             .await
             .expect("claim");
         s.record(
@@ -398,7 +447,7 @@ pub async fn redrive_by_filter<S: Store>(s: S) {
 /// Released messages are due again without spending an attempt.
 pub async fn release_spends_no_attempt<S: Store>(s: S) {
     enqueue_one(&s, new_message("01A", "crm", "k1", 0)).await;
-    s.claim(1, 1, "L".into(), 1_000, vec![])
+    s.claim(1, want("crm", 1), "L".into(), 1_000)
         .await
         .expect("claim");
     assert_eq!(
@@ -414,7 +463,7 @@ pub async fn release_spends_no_attempt<S: Store>(s: S) {
     assert_eq!((m.attempts, m.next_attempt_at), (0, Some(50)));
     assert!(attempts.is_empty());
     assert_eq!(
-        s.claim(50, 1, "L2".into(), 1_000, vec![])
+        s.claim(50, want("crm", 1), "L2".into(), 1_000)
             .await
             .expect("claim")
             .len(),
@@ -491,7 +540,7 @@ pub async fn purge_keeps_parked_and_pending<S: Store>(s: S) {
     {
         let id = format!("01{i}");
         enqueue_one(&s, new_message(&id, "crm", &format!("k{i}"), 0)).await;
-        s.claim(1, 1, format!("L{i}"), 100, vec![])
+        s.claim(1, want("crm", 1), format!("L{i}"), 100)
             .await
             .expect("claim");
         s.record(id, format!("L{i}"), failed("server", "x", "y"), next, 10)
@@ -509,7 +558,7 @@ pub async fn purge_keeps_parked_and_pending<S: Store>(s: S) {
 pub async fn stats_and_report<S: Store>(s: S) {
     enqueue_one(&s, new_message("01A", "crm", "k1", 100)).await;
     enqueue_one(&s, new_message("01B", "crm", "k2", 50)).await;
-    s.claim(200, 1, "L".into(), 1_000, vec![])
+    s.claim(200, want("crm", 1), "L".into(), 1_000)
         .await
         .expect("claim");
     let mut a = failed("server", "park", "exhausted");
@@ -568,7 +617,8 @@ macro_rules! conformance_tests {
             enqueue_then_get,
             enqueue_dedupes_by_idempotency_key,
             claim_leases_due_messages,
-            claim_respects_limit_and_exclusions,
+            claim_takes_what_each_destination_wants,
+            pending_destinations_skip_finished_ones,
             record_is_fenced_by_the_lease,
             an_expired_lease_loses_to_the_new_holder,
             park_redrive_and_discard,

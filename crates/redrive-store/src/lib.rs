@@ -49,17 +49,27 @@ pub trait Store: Clone + Send + Sync + 'static {
         batch: Vec<NewMessage>,
     ) -> impl Future<Output = Result<Vec<Enqueued>, StoreError>> + Send;
 
-    /// Claims up to `limit` pending messages due at `now`, oldest due first,
-    /// skipping `exclude`d destinations. Each is leased to `lease` until
-    /// `lease_until`: if no attempt is recorded by then, it is due again.
+    /// Claims pending messages due at `now`: for each `(destination, n)` in
+    /// `want`, up to `n` of that destination's, oldest due first. Each is
+    /// leased to `lease` until `lease_until`: if no attempt is recorded by
+    /// then, it is due again.
+    ///
+    /// The caller names the destinations it has room for instead of the ones
+    /// it has none for: a claim then reads only rows it will take, however
+    /// many messages wait for a destination that is full or whose circuit is
+    /// open.
     fn claim(
         &self,
         now: i64,
-        limit: usize,
+        want: Vec<(String, usize)>,
         lease: String,
         lease_until: i64,
-        exclude: Vec<String>,
     ) -> impl Future<Output = Result<Vec<Claimed>, StoreError>> + Send;
+
+    /// The destinations that have pending messages, due or not, in name
+    /// order. The engine asks it to find messages for destinations it does not
+    /// know (removed from the configuration), which it then parks.
+    fn pending_destinations(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
     /// Records an attempt and the message's next state in one transaction, if
     /// the lease is still held. Returns false (and writes nothing) otherwise.

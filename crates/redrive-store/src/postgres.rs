@@ -85,6 +85,11 @@ CREATE INDEX attempts_by_start ON attempts (started_at);
 DROP INDEX messages_due;
 CREATE INDEX messages_due ON messages (next_attempt_at, id) WHERE state = 'pending';
 "#,
+    // Claims name the destinations they have room for: this index lets each
+    // read only that destination's due rows, however many wait for others.
+    r#"
+CREATE INDEX messages_due_by_destination ON messages (destination, next_attempt_at, id) WHERE state = 'pending';
+"#,
 ];
 
 const COLUMNS: &str = "id, destination, method, path, headers, body, idempotency_key, request_hash, \
@@ -481,21 +486,30 @@ impl Store for PostgresStore {
     async fn claim(
         &self,
         now: i64,
-        limit: usize,
+        want: Vec<(String, usize)>,
         lease: String,
         lease_until: i64,
-        exclude: Vec<String>,
     ) -> Result<Vec<Claimed>, StoreError> {
+        let (destinations, limits): (Vec<String>, Vec<i64>) = want
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(d, n)| (d, i64::try_from(n).unwrap_or(i64::MAX)))
+            .unzip();
+        if destinations.is_empty() {
+            return Ok(Vec::new());
+        }
         let client = self.client().await?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        // One statement, committed before any delivery: due rows, oldest due
-        // first, that no other node holds; their due time becomes the lease's end.
+        // One statement, committed before any delivery: per destination, its
+        // due rows oldest first that no other node holds; their due time
+        // becomes the lease's end.
         let rows = client
             .query(
                 &format!(
-                    "WITH due AS (SELECT id, next_attempt_at AS was_due FROM messages \
-                       WHERE state = 'pending' AND next_attempt_at <= $1 AND destination <> ALL($2) \
-                       ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                    "WITH due AS (SELECT d.id, d.was_due \
+                       FROM unnest($2::text[], $3::int8[]) AS w(destination, n) \
+                       CROSS JOIN LATERAL (SELECT id, next_attempt_at AS was_due FROM messages \
+                         WHERE state = 'pending' AND destination = w.destination AND next_attempt_at <= $1 \
+                         ORDER BY next_attempt_at, id LIMIT w.n FOR UPDATE SKIP LOCKED) d) \
                      UPDATE messages m SET lease = $4, next_attempt_at = $5 FROM due WHERE m.id = due.id \
                      RETURNING {}, due.was_due",
                     COLUMNS
@@ -504,7 +518,7 @@ impl Store for PostgresStore {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-                &[&now, &exclude, &limit, &lease, &lease_until],
+                &[&now, &destinations, &limits, &lease, &lease_until],
             )
             .await
             .map_err(db)?;
@@ -522,6 +536,24 @@ impl Store for PostgresStore {
             .collect();
         claimed.sort_by(|a, b| (a.0, &a.1.message.id).cmp(&(b.0, &b.1.message.id)));
         Ok(claimed.into_iter().map(|(_, c)| c).collect())
+    }
+
+    async fn pending_destinations(&self) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        // A skip scan: one index probe per destination, not one per row.
+        let rows = client
+            .query(
+                "WITH RECURSIVE d(name) AS ( \
+                   SELECT MIN(destination) FROM messages WHERE state = 'pending' \
+                   UNION ALL \
+                   SELECT (SELECT MIN(destination) FROM messages WHERE state = 'pending' AND destination > d.name) \
+                   FROM d WHERE d.name IS NOT NULL) \
+                 SELECT name FROM d WHERE name IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(db)?;
+        rows.iter().map(|r| r.try_get(0).map_err(db)).collect()
     }
 
     async fn record(

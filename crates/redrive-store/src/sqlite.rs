@@ -22,6 +22,12 @@ use crate::{Store, StoreError};
 /// The most jobs committed in one transaction.
 pub const MAX_GROUP: usize = 1024;
 
+/// Page cache per connection, in KiB. SQLite's default (2 MiB) makes a claim
+/// or a record read its B-tree pages back from the OS on every call once the
+/// database outgrows it; the cache is bounded, so memory still does not grow
+/// with the backlog.
+const CACHE_KIB: u32 = 16 * 1024;
+
 /// Schema migrations, in order; `PRAGMA user_version` says how many ran.
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -75,6 +81,11 @@ CREATE INDEX attempts_by_start ON attempts (started_at);
     r#"
 DROP INDEX messages_due;
 CREATE INDEX messages_due ON messages (next_attempt_at, id) WHERE state = 'pending';
+"#,
+    // Claims name the destinations they have room for: this index lets each
+    // read only that destination's due rows, however many wait for others.
+    r#"
+CREATE INDEX messages_due_by_destination ON messages (destination, next_attempt_at, id) WHERE state = 'pending';
 "#,
 ];
 
@@ -191,9 +202,10 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(|e| {
         StoreError::Config(format!("cannot open the database {}: {e}", path.display()))
     })?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
-    )
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+         PRAGMA cache_size = -{CACHE_KIB}; PRAGMA temp_store = MEMORY;"
+    ))
     .map_err(|e| StoreError::Config(format!("cannot use the database {}: {e}", path.display())))?;
     Ok(conn)
 }
@@ -232,14 +244,16 @@ fn commit_group(conn: &Connection, jobs: impl Iterator<Item = WriteJob>) {
         }
         return;
     }
+    // Savepoint journals live in memory (`temp_store`), and these three
+    // statements are prepared once.
+    let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
     for job in jobs {
-        let _ = conn.execute_batch("SAVEPOINT job");
+        let _ = run("SAVEPOINT job");
         let (ok, complete) = job(conn);
-        let _ = if ok {
-            conn.execute_batch("RELEASE job")
-        } else {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")
-        };
+        if !ok {
+            let _ = run("ROLLBACK TO job");
+        }
+        let _ = run("RELEASE job");
         done.push(complete);
     }
     let commit = conn.execute_batch("COMMIT").map_err(db);
@@ -399,37 +413,42 @@ impl Store for SqliteStore {
     async fn claim(
         &self,
         now: i64,
-        limit: usize,
+        want: Vec<(String, usize)>,
         lease: String,
         lease_until: i64,
-        exclude: Vec<String>,
     ) -> Result<Vec<Claimed>, StoreError> {
         self.write(move |conn| {
-            let excluded = serde_json::to_string(&exclude).map_err(|e| StoreError::Database(e.to_string()))?;
-            // Due messages, oldest due first. While leased, a message's due
-            // time is its lease's end: if the lease holder dies, it is due again.
-            // `INDEXED BY`: the planner would otherwise take the (state, ...)
-            // index and sort every pending row, which grows with the backlog.
-            let ids: Vec<String> = conn
+            // Per destination, its due rows oldest first, straight off the
+            // index (`INDEXED BY`: the planner might otherwise take the
+            // (state, destination, id) index and sort). While leased, a
+            // message's due time is its lease's end: if the lease holder dies,
+            // it is due again.
+            let mut due = conn
                 .prepare_cached(
-                    "SELECT id FROM messages INDEXED BY messages_due WHERE state = 'pending' AND next_attempt_at <= ?1 \
-                     AND destination NOT IN (SELECT value FROM json_each(?2)) \
+                    "SELECT rowid FROM messages INDEXED BY messages_due_by_destination \
+                     WHERE state = 'pending' AND destination = ?1 AND next_attempt_at <= ?2 \
                      ORDER BY next_attempt_at, id LIMIT ?3",
                 )
-                .map_err(db)?
-                .query_map(params![now, excluded, limit as i64], |r| r.get(0))
-                .map_err(db)?
-                .collect::<rusqlite::Result<_>>()
                 .map_err(db)?;
-            let mut stmt = conn
+            let mut rowids: Vec<i64> = Vec::new();
+            for (destination, n) in want.iter().filter(|(_, n)| *n > 0) {
+                let limit = i64::try_from(*n).unwrap_or(i64::MAX);
+                let rows = due
+                    .query_map(params![destination, now, limit], |r| r.get(0))
+                    .map_err(db)?;
+                for row in rows {
+                    rowids.push(row.map_err(db)?);
+                }
+            }
+            let mut take = conn
                 .prepare_cached(&format!(
-                    "UPDATE messages SET lease = ?1, next_attempt_at = ?2 WHERE id = ?3 RETURNING {COLUMNS}"
+                    "UPDATE messages SET lease = ?1, next_attempt_at = ?2 WHERE rowid = ?3 RETURNING {COLUMNS}"
                 ))
                 .map_err(db)?;
-            let mut out = Vec::with_capacity(ids.len());
-            for id in &ids {
-                let message = stmt
-                    .query_row(params![lease, lease_until, id], message_from_row)
+            let mut out = Vec::with_capacity(rowids.len());
+            for rowid in rowids {
+                let message = take
+                    .query_row(params![lease, lease_until, rowid], message_from_row)
                     .map_err(db)?;
                 out.push(Claimed {
                     message,
@@ -437,6 +456,26 @@ impl Store for SqliteStore {
                 });
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn pending_destinations(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|conn| {
+            // A skip scan: one index probe per destination, not one per row.
+            conn.prepare_cached(
+                "WITH RECURSIVE d(name) AS ( \
+                   SELECT MIN(destination) FROM messages INDEXED BY messages_due_by_destination WHERE state = 'pending' \
+                   UNION ALL \
+                   SELECT (SELECT MIN(destination) FROM messages INDEXED BY messages_due_by_destination \
+                           WHERE state = 'pending' AND destination > d.name) FROM d WHERE d.name IS NOT NULL) \
+                 SELECT name FROM d WHERE name IS NOT NULL",
+            )
+            .map_err(db)?
+            .query_map([], |r| r.get(0))
+            .map_err(db)?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(db)
         })
         .await
     }
