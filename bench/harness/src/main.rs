@@ -147,8 +147,9 @@ fn message(i: usize, at: i64) -> NewMessage {
     }
 }
 
-/// Requests per second of the engine's HTTP client alone against the sink.
-async fn raw_client(url: &str, concurrency: usize, seconds: u64) -> Result<f64> {
+/// Requests per second of the engine's HTTP client alone against the sink,
+/// and the process's CPU time per request in µs (the sink's share included).
+async fn raw_client(url: &str, concurrency: usize, seconds: u64) -> Result<(f64, f64)> {
     let client = HttpClient::new(ClientConfig::default())?;
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -180,14 +181,16 @@ async fn raw_client(url: &str, concurrency: usize, seconds: u64) -> Result<f64> 
         })
         .collect();
     let start = Instant::now();
+    let cpu0 = cpu_seconds();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
     let n = done.load(Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu_us = (cpu_seconds() - cpu0) * 1e6 / n.max(1) as f64;
     for t in tasks {
         let _ = t.await;
     }
-    Ok(n as f64 / elapsed)
+    Ok((n as f64 / elapsed, cpu_us))
 }
 
 fn wrk(url: &str, concurrency: usize, seconds: u64) -> Option<f64> {
@@ -230,7 +233,6 @@ fn engine<S: Store>(store: S, url: &str, concurrency: usize) -> Result<Engine<S>
     let config = EngineConfig {
         retention: None,
         idle_poll: Duration::from_millis(50),
-        max_in_flight: concurrency * 2,
         ..EngineConfig::default()
     };
     Ok(Engine::new(
@@ -243,8 +245,16 @@ fn engine<S: Store>(store: S, url: &str, concurrency: usize) -> Result<Engine<S>
 }
 
 /// Messages per second delivered from a stored backlog of `n`.
-async fn drain<S: Store>(store: S, url: &str, n: usize, concurrency: usize) -> Result<(f64, f64)> {
+/// Also the insert rate of the backlog, and the process's CPU time per
+/// delivered message in µs (the sink's share included, as in the raw ceiling).
+async fn drain<S: Store>(
+    store: S,
+    url: &str,
+    n: usize,
+    concurrency: usize,
+) -> Result<(f64, f64, f64)> {
     let insert = fill(&store, n, 0, now_ms()).await?;
+    let cpu0 = cpu_seconds();
     let engine = engine(store.clone(), url, concurrency)?;
     let (stop, stop_rx) = watch::channel(false);
     let runner = engine.clone();
@@ -254,9 +264,10 @@ async fn drain<S: Store>(store: S, url: &str, n: usize, concurrency: usize) -> R
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
+    let cpu_us = (cpu_seconds() - cpu0) * 1e6 / n as f64;
     let _ = stop.send(true);
     let _ = task.await;
-    Ok((rate, insert))
+    Ok((rate, insert, cpu_us))
 }
 
 /// Serves the API on `store`; with `deliver`, the engine runs too.
@@ -459,12 +470,12 @@ async fn main() -> Result<()> {
     };
     let ok = sink(200).await?;
 
-    let raw = raw_client(&ok.url(), c, s).await?;
+    let (raw, raw_cpu) = raw_client(&ok.url(), c, s).await?;
     row(
         "raw ceiling: engine's HTTP client",
         "-",
         format!("{raw:.0} req/s"),
-        format!("{c} concurrent, POST, keep-alive"),
+        format!("{c} concurrent, POST, keep-alive; {raw_cpu:.1} µs CPU/req"),
     );
     if let Some(w) = wrk(&format!("{}/raw", ok.url()), c, s) {
         row(
@@ -477,13 +488,13 @@ async fn main() -> Result<()> {
 
     for &n in args.drain.iter().filter(|_| args.wants("drain")) {
         let (store, _dir) = sqlite()?;
-        let (rate, insert) = drain(store, &ok.url(), n, c).await?;
+        let (rate, insert, cpu) = drain(store, &ok.url(), n, c).await?;
         row(
             &format!("drain {n}"),
             "sqlite",
             format!("{rate:.0} msg/s"),
             format!(
-                "{:.2} of the client ceiling; stored at {insert:.0} msg/s",
+                "{:.2} of the client ceiling; {cpu:.1} µs CPU/msg; stored at {insert:.0} msg/s",
                 rate / raw
             ),
         );
@@ -551,13 +562,13 @@ async fn main() -> Result<()> {
     } else if std::env::var("REDRIVE_TEST_DATABASE_URL").is_ok() {
         for &n in &args.pg_drain {
             if let Some(db) = redrive_store::testdb::TestDatabase::create("bench drain").await {
-                let (rate, insert) = drain(db.store().await, &ok.url(), n, c).await?;
+                let (rate, insert, cpu) = drain(db.store().await, &ok.url(), n, c).await?;
                 row(
                     &format!("drain {n}"),
                     "postgres",
                     format!("{rate:.0} msg/s"),
                     format!(
-                        "{:.2} of the client ceiling; stored at {insert:.0} msg/s",
+                        "{:.2} of the client ceiling; {cpu:.1} µs CPU/msg; stored at {insert:.0} msg/s",
                         rate / raw
                     ),
                 );

@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redrive_core::{AttemptContext, Decision, ErrorClass, RequestFacts};
 use redrive_store::{AttemptRecord, Claimed, Filter, Message, NextState, Store, StoreError};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::alerts::{self, AlertSender, ParkedAlert};
 use crate::breaker::{BreakerConfig, CircuitState};
@@ -424,7 +424,7 @@ impl<S: Store> Engine<S> {
                     let slot = Arc::clone(&inner.slots).try_acquire_owned().ok()?;
                     Some((window, slot))
                 });
-            let Some(permits) = permits else {
+            let Some((window, slot)) = permits else {
                 // Cannot happen (the room was counted); give it back if it does.
                 let _ = inner
                     .store
@@ -434,8 +434,8 @@ impl<S: Store> Engine<S> {
             };
             let engine = self.clone();
             tokio::spawn(async move {
-                engine.attempt(c, lease_until).await;
-                drop(permits);
+                engine.attempt(c, lease_until, window).await;
+                drop(slot);
                 engine.inner.wake.notify_one();
             });
         }
@@ -503,14 +503,16 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    async fn attempt(&self, claimed: Claimed, lease_until: i64) {
+    /// One attempt of a claimed message; `window` is its place in the
+    /// destination's claim window, given back once the request is over.
+    async fn attempt(&self, claimed: Claimed, lease_until: i64, window: OwnedSemaphorePermit) {
         let inner = &self.inner;
         let Claimed { message, lease } = claimed;
         let Some(dest) = inner.destinations.get(&message.destination).cloned() else {
             self.park_unknown_destination(message, lease).await;
             return;
         };
-        let Ok(_permit) = Arc::clone(&dest.in_flight).acquire_owned().await else {
+        let Ok(permit) = Arc::clone(&dest.in_flight).acquire_owned().await else {
             return;
         };
         if let Some(limiter) = &dest.limiter {
@@ -538,6 +540,13 @@ impl<S: Store> Engine<S> {
             }
         };
         let attempted = inner.client.attempt(request).await;
+        // `max_in_flight` and the claim window bound requests at the
+        // destination; recording the attempt does not involve it, so the next
+        // request may start, and the next claim be made, now. The engine's
+        // slot, held until the record is durable, bounds the rest.
+        drop(permit);
+        drop(window);
+        inner.wake.notify_one();
         let done = self.now_ms();
         let jitter_seed: u64 = inner
             .rng

@@ -90,7 +90,28 @@ CREATE INDEX messages_due ON messages (next_attempt_at, id) WHERE state = 'pendi
     r#"
 CREATE INDEX messages_due_by_destination ON messages (destination, next_attempt_at, id) WHERE state = 'pending';
 "#,
+    // Every index is paid for on each claim and record. The global due index
+    // is answered by the per-destination one (a skip scan over destinations);
+    // the purge needs only finished messages by age.
+    r#"
+DROP INDEX messages_due;
+DROP INDEX messages_by_update;
+CREATE INDEX messages_finished ON messages (updated_at) WHERE state IN ('delivered', 'discarded');
+"#,
 ];
+
+/// Each destination with pending messages, in name order, found by a skip
+/// scan of the due index: one probe per destination, not one per row.
+const PENDING_DESTINATIONS: &str = "WITH RECURSIVE d(name) AS ( \
+       SELECT MIN(destination) FROM messages WHERE state = 'pending' \
+       UNION ALL \
+       SELECT (SELECT MIN(destination) FROM messages WHERE state = 'pending' AND destination > d.name) \
+       FROM d WHERE d.name IS NOT NULL)";
+
+/// The earliest due time of a pending message: the smallest of each
+/// destination's first entry in the due index.
+const EARLIEST_DUE: &str = "SELECT MIN((SELECT MIN(next_attempt_at) FROM messages \
+     WHERE state = 'pending' AND destination = d.name)) FROM d WHERE d.name IS NOT NULL";
 
 const COLUMNS: &str = "id, destination, method, path, headers, body, idempotency_key, request_hash, \
     marked_idempotent, state, park_reason, last_class, attempts, total_attempts, cycle, cycle_started_at, \
@@ -540,15 +561,9 @@ impl Store for PostgresStore {
 
     async fn pending_destinations(&self) -> Result<Vec<String>, StoreError> {
         let client = self.client().await?;
-        // A skip scan: one index probe per destination, not one per row.
         let rows = client
             .query(
-                "WITH RECURSIVE d(name) AS ( \
-                   SELECT MIN(destination) FROM messages WHERE state = 'pending' \
-                   UNION ALL \
-                   SELECT (SELECT MIN(destination) FROM messages WHERE state = 'pending' AND destination > d.name) \
-                   FROM d WHERE d.name IS NOT NULL) \
-                 SELECT name FROM d WHERE name IS NOT NULL",
+                &format!("{PENDING_DESTINATIONS} SELECT name FROM d WHERE name IS NOT NULL"),
                 &[],
             )
             .await
@@ -641,10 +656,7 @@ impl Store for PostgresStore {
     async fn next_due(&self) -> Result<Option<i64>, StoreError> {
         let client = self.client().await?;
         let row = client
-            .query_one(
-                "SELECT MIN(next_attempt_at) FROM messages WHERE state = 'pending'",
-                &[],
-            )
+            .query_one(&format!("{PENDING_DESTINATIONS} {EARLIEST_DUE}"), &[])
             .await
             .map_err(db)?;
         Ok(row.get(0))
@@ -806,10 +818,7 @@ impl Store for PostgresStore {
             })
             .collect();
         let oldest_due_at = client
-            .query_one(
-                "SELECT MIN(next_attempt_at) FROM messages WHERE state = 'pending'",
-                &[],
-            )
+            .query_one(&format!("{PENDING_DESTINATIONS} {EARLIEST_DUE}"), &[])
             .await
             .map_err(db)?
             .get(0);

@@ -1,13 +1,15 @@
 //! The embedded SQLite store.
 //!
-//! One writer thread owns the write connection and commits in groups: it takes
-//! every job waiting in its queue (up to [`MAX_GROUP`]), runs each inside its own
-//! savepoint of one transaction, commits once (one fsync, `synchronous = FULL`)
-//! and only then answers them all. That is how an enqueue is acknowledged only
-//! once durable without paying an fsync per message. A second thread with its
-//! own connection serves reads (WAL lets them run beside the writer).
+//! One writer thread owns the write connection and commits in groups (see
+//! [`writer`]): that is how an enqueue is acknowledged only once durable
+//! without paying an fsync per message. A second thread with its own
+//! connection serves reads (WAL lets them run beside the writer).
+
+mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::thread;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -19,8 +21,8 @@ use crate::model::{
 };
 use crate::{Store, StoreError};
 
-/// The most jobs committed in one transaction.
-pub const MAX_GROUP: usize = 1024;
+use writer::{ClosureJob, Job};
+pub use writer::{CommitCounts, Durability, MAX_GROUP};
 
 /// Page cache per connection, in KiB. SQLite's default (2 MiB) makes a claim
 /// or a record read its B-tree pages back from the OS on every call once the
@@ -87,22 +89,50 @@ CREATE INDEX messages_due ON messages (next_attempt_at, id) WHERE state = 'pendi
     r#"
 CREATE INDEX messages_due_by_destination ON messages (destination, next_attempt_at, id) WHERE state = 'pending';
 "#,
+    // Every index is paid for on each claim and record. The global due index
+    // is answered by the per-destination one (a skip scan over destinations);
+    // the purge needs only finished messages by age.
+    r#"
+DROP INDEX messages_due;
+DROP INDEX messages_by_update;
+CREATE INDEX messages_finished ON messages (updated_at) WHERE state IN ('delivered', 'discarded');
+"#,
 ];
+
+/// Each destination with pending messages, in name order, found by a skip
+/// scan of the due index: one probe per destination, not one per row.
+const PENDING_DESTINATIONS: &str = "WITH RECURSIVE d(name) AS ( \
+       SELECT MIN(destination) FROM messages INDEXED BY messages_due_by_destination WHERE state = 'pending' \
+       UNION ALL \
+       SELECT (SELECT MIN(destination) FROM messages INDEXED BY messages_due_by_destination \
+               WHERE state = 'pending' AND destination > d.name) FROM d WHERE d.name IS NOT NULL)";
+
+/// The earliest due time of a pending message: the smallest of each
+/// destination's first entry in the due index.
+fn earliest_due(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    conn.prepare_cached(&format!(
+        "{PENDING_DESTINATIONS} SELECT MIN((SELECT MIN(next_attempt_at) FROM messages \
+         INDEXED BY messages_due_by_destination WHERE state = 'pending' AND destination = d.name)) \
+         FROM d WHERE d.name IS NOT NULL"
+    ))
+    .map_err(db)?
+    .query_row([], |r| r.get(0))
+    .map_err(db)
+}
 
 const COLUMNS: &str = "id, destination, method, path, headers, body, idempotency_key, request_hash, \
     marked_idempotent, state, park_reason, last_class, attempts, total_attempts, cycle, cycle_started_at, \
     next_attempt_at, created_at, updated_at, lease IS NOT NULL";
 
-type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-type WriteJob = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
 /// The SQLite store. Cheap to clone: clones share the two worker threads.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    writer: mpsc::UnboundedSender<WriteJob>,
+    writer: mpsc::UnboundedSender<Box<dyn Job>>,
     reader: mpsc::UnboundedSender<ReadJob>,
     path: PathBuf,
+    commits: Arc<CommitCounts>,
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -116,26 +146,11 @@ impl SqliteStore {
         let write_conn = connect(path)?;
         migrate(&write_conn)?;
         let read_conn = connect(path)?;
-        let (writer, mut write_rx) = mpsc::unbounded_channel::<WriteJob>();
+        let commits = Arc::new(CommitCounts::default());
+        let writer = writer::start(write_conn, Arc::clone(&commits))?;
         let (reader, mut read_rx) = mpsc::unbounded_channel::<ReadJob>();
         thread::Builder::new()
-            .name("redrive-sqlite-writer".into())
-            .spawn(move || {
-                let mut group: Vec<WriteJob> = Vec::with_capacity(MAX_GROUP);
-                while let Some(first) = write_rx.blocking_recv() {
-                    group.push(first);
-                    while group.len() < MAX_GROUP {
-                        match write_rx.try_recv() {
-                            Ok(job) => group.push(job),
-                            Err(_) => break,
-                        }
-                    }
-                    commit_group(&write_conn, group.drain(..));
-                }
-            })
-            .map_err(|e| StoreError::Config(format!("cannot start the writer thread: {e}")))?;
-        thread::Builder::new()
-            .name("redrive-sqlite-reader".into())
+            .name("sqlite-reader".into())
             .spawn(move || {
                 while let Some(job) = read_rx.blocking_recv() {
                     job(&read_conn);
@@ -146,6 +161,7 @@ impl SqliteStore {
             writer,
             reader,
             path: path.to_path_buf(),
+            commits,
         })
     }
 
@@ -168,19 +184,29 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Transactions committed so far, and the jobs they held.
+    pub fn commit_counts(&self) -> (u64, u64) {
+        (
+            self.commits.commits.load(Ordering::Relaxed),
+            self.commits.jobs.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Runs `f` on the writer, in the next group, answered once durable.
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        let job: WriteJob = Box::new(move |conn| {
-            let result = f(conn);
-            let ok = result.is_ok();
-            let done: Completion = Box::new(move |commit| {
-                let _ = tx.send(commit.and(result));
-            });
-            (ok, done)
-        });
+        self.write_as(Durability::Fsync, f).await
+    }
+
+    /// Runs `f` on the writer, answered once its group is `durability`.
+    async fn write_as<T: Send + 'static>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (job, rx) = ClosureJob::boxed(f, durability);
         self.writer.send(job).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -230,42 +256,6 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         .map_err(|e| StoreError::Database(format!("migration {}: {e}", i + 1)))?;
     }
     Ok(())
-}
-
-/// Runs every job of the group in one transaction, each in a savepoint (a job
-/// that fails is undone alone), commits, then completes them all.
-fn commit_group(conn: &Connection, jobs: impl Iterator<Item = WriteJob>) {
-    let mut done: Vec<Completion> = Vec::new();
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        let err = e.to_string();
-        for job in jobs {
-            let (_, complete) = job(conn);
-            complete(Err(StoreError::Database(err.clone())));
-        }
-        return;
-    }
-    // Savepoint journals live in memory (`temp_store`), and these three
-    // statements are prepared once.
-    let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
-    for job in jobs {
-        let _ = run("SAVEPOINT job");
-        let (ok, complete) = job(conn);
-        if !ok {
-            let _ = run("ROLLBACK TO job");
-        }
-        let _ = run("RELEASE job");
-        done.push(complete);
-    }
-    let commit = conn.execute_batch("COMMIT").map_err(db);
-    if commit.is_err() {
-        let _ = conn.execute_batch("ROLLBACK");
-    }
-    for complete in done {
-        complete(match &commit {
-            Ok(()) => Ok(()),
-            Err(e) => Err(StoreError::Database(e.to_string())),
-        });
-    }
 }
 
 fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
@@ -417,7 +407,7 @@ impl Store for SqliteStore {
         lease: String,
         lease_until: i64,
     ) -> Result<Vec<Claimed>, StoreError> {
-        self.write(move |conn| {
+        self.write_as(Durability::Written, move |conn| {
             // Per destination, its due rows oldest first, straight off the
             // index (`INDEXED BY`: the planner might otherwise take the
             // (state, destination, id) index and sort). While leased, a
@@ -462,15 +452,9 @@ impl Store for SqliteStore {
 
     async fn pending_destinations(&self) -> Result<Vec<String>, StoreError> {
         self.read(|conn| {
-            // A skip scan: one index probe per destination, not one per row.
-            conn.prepare_cached(
-                "WITH RECURSIVE d(name) AS ( \
-                   SELECT MIN(destination) FROM messages INDEXED BY messages_due_by_destination WHERE state = 'pending' \
-                   UNION ALL \
-                   SELECT (SELECT MIN(destination) FROM messages INDEXED BY messages_due_by_destination \
-                           WHERE state = 'pending' AND destination > d.name) FROM d WHERE d.name IS NOT NULL) \
-                 SELECT name FROM d WHERE name IS NOT NULL",
-            )
+            conn.prepare_cached(&format!(
+                "{PENDING_DESTINATIONS} SELECT name FROM d WHERE name IS NOT NULL"
+            ))
             .map_err(db)?
             .query_map([], |r| r.get(0))
             .map_err(db)?
@@ -488,7 +472,7 @@ impl Store for SqliteStore {
         next: NextState,
         now: i64,
     ) -> Result<bool, StoreError> {
-        self.write(move |conn| {
+        self.write_as(Durability::Written, move |conn| {
             let (state, reason, next_at) = match &next {
                 NextState::Delivered => ("delivered", None, None),
                 NextState::Retry { at } => ("pending", None, Some(*at)),
@@ -540,7 +524,7 @@ impl Store for SqliteStore {
     }
 
     async fn release(&self, leases: Vec<(String, String)>, due_at: i64) -> Result<u64, StoreError> {
-        self.write(move |conn| {
+        self.write_as(Durability::Written, move |conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "UPDATE messages SET lease = NULL, next_attempt_at = ?3 \
@@ -557,17 +541,7 @@ impl Store for SqliteStore {
     }
 
     async fn next_due(&self) -> Result<Option<i64>, StoreError> {
-        self.read(|conn| {
-            // The due index answers MIN directly; unnamed, the planner may
-            // scan every pending row through the (state, ...) index.
-            conn.query_row(
-                "SELECT MIN(next_attempt_at) FROM messages INDEXED BY messages_due WHERE state = 'pending'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(db)
-        })
-        .await
+        self.read(earliest_due).await
     }
 
     async fn get(&self, id: String) -> Result<Option<(Message, Vec<AttemptRecord>)>, StoreError> {
@@ -688,9 +662,9 @@ impl Store for SqliteStore {
         let mut total = 0;
         loop {
             let n = self
-                .write(move |conn| {
+                .write_as(Durability::Written, move |conn| {
                     conn.execute(
-                        "DELETE FROM messages WHERE id IN (SELECT id FROM messages \
+                        "DELETE FROM messages WHERE id IN (SELECT id FROM messages INDEXED BY messages_finished \
                          WHERE state IN ('delivered', 'discarded') AND updated_at < ?1 LIMIT 5000)",
                         [before],
                     )
@@ -724,13 +698,7 @@ impl Store for SqliteStore {
                     by.push((d, state, n.max(0) as u64));
                 }
             }
-            let oldest_due_at = conn
-                .query_row(
-                    "SELECT MIN(next_attempt_at) FROM messages INDEXED BY messages_due WHERE state = 'pending'",
-                    [],
-                    |r| r.get(0),
-                )
-                .map_err(db)?;
+            let oldest_due_at = earliest_due(conn)?;
             Ok(Stats {
                 by_destination_state: by,
                 oldest_due_at,
