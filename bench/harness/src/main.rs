@@ -193,22 +193,81 @@ async fn raw_client(url: &str, concurrency: usize, seconds: u64) -> Result<(f64,
     Ok((n as f64 / elapsed, cpu_us))
 }
 
-fn wrk(url: &str, concurrency: usize, seconds: u64) -> Option<f64> {
-    let out = std::process::Command::new("wrk")
-        .args([
-            "-t1",
-            &format!("-c{concurrency}"),
-            &format!("-d{seconds}s"),
-            url,
-        ])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with("Requests/sec:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
+/// What `wrk --latency` printed: requests/s, p50 and p99 in ms, and the
+/// count of answers that were not 2xx/3xx.
+struct WrkRun {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
 }
+
+/// Runs `wrk` (one thread) against `url`, with a Lua `script` if given, on
+/// a blocking thread: the runtime's two workers stay free for the servers.
+/// `None` when wrk is not installed.
+async fn wrk(url: &str, concurrency: usize, seconds: u64, script: Option<&str>) -> Option<WrkRun> {
+    let dir = tempfile::tempdir().ok()?;
+    let mut args = vec![
+        "-t1".to_owned(),
+        format!("-c{concurrency}"),
+        format!("-d{seconds}s"),
+        "--latency".to_owned(),
+    ];
+    if let Some(lua) = script {
+        let path = dir.path().join("script.lua");
+        std::fs::write(&path, lua).ok()?;
+        args.push("-s".to_owned());
+        args.push(path.display().to_string());
+    }
+    args.push(url.to_owned());
+    let out =
+        tokio::task::spawn_blocking(move || std::process::Command::new("wrk").args(&args).output())
+            .await
+            .ok()?
+            .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |prefix: &str| -> Option<String> {
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| {
+                l[prefix.len()..]
+                    .split_whitespace()
+                    .next()
+                    .map(str::to_owned)
+            })
+    };
+    let ms = |v: String| -> Option<f64> {
+        let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic())?);
+        let n: f64 = num.parse().ok()?;
+        Some(match unit {
+            "us" => n / 1000.0,
+            "ms" => n,
+            "s" => n * 1000.0,
+            _ => return None,
+        })
+    };
+    Some(WrkRun {
+        rps: field("Requests/sec:")?.parse().ok()?,
+        p50_ms: field("50%").and_then(ms).unwrap_or(f64::NAN),
+        p99_ms: field("99%").and_then(ms).unwrap_or(f64::NAN),
+        errors: field("Non-2xx or 3xx responses:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    })
+}
+
+/// wrk's Lua script for the ingest rows: every request a new message with
+/// its own idempotency key.
+const INGEST_LUA: &str = r#"
+local n = 0
+request = function()
+  n = n + 1
+  local body = '{"destination":"sink","path":"/m/' .. n .. '","body":{"n":' .. n .. '}}'
+  return wrk.format("POST", "/v1/messages",
+    { ["Content-Type"] = "application/json", ["Idempotency-Key"] = "wrk-" .. n }, body)
+end
+"#;
 
 async fn fill<S: Store>(store: &S, n: usize, offset: usize, at: i64) -> Result<f64> {
     let start = Instant::now();
@@ -477,7 +536,10 @@ async fn main() -> Result<()> {
         format!("{raw:.0} req/s"),
         format!("{c} concurrent, POST, keep-alive; {raw_cpu:.1} µs CPU/req"),
     );
-    if let Some(w) = wrk(&format!("{}/raw", ok.url()), c, s) {
+    if let Some(w) = wrk(&format!("{}/raw", ok.url()), c, s, None)
+        .await
+        .map(|w| w.rps)
+    {
         row(
             "raw ceiling: wrk",
             "-",
@@ -488,14 +550,22 @@ async fn main() -> Result<()> {
 
     for &n in args.drain.iter().filter(|_| args.wants("drain")) {
         let (store, _dir) = sqlite()?;
-        let (rate, insert, cpu) = drain(store, &ok.url(), n, c).await?;
+        let busy0 = store.writer_busy_seconds();
+        let (rate, insert, cpu) = drain(store.clone(), &ok.url(), n, c).await?;
+        // Of the drain's wall time, the writer's share spent working.
+        let busy = (store.writer_busy_seconds() - busy0) / (n as f64 / rate);
+        // The fill committed one job (of 1,000 messages) at a time.
+        let (commits, jobs) = store.commit_counts();
+        let fill = n.div_ceil(1000) as u64;
+        let per_commit = (jobs - fill) as f64 / (commits - fill).max(1) as f64;
         row(
             &format!("drain {n}"),
             "sqlite",
             format!("{rate:.0} msg/s"),
             format!(
-                "{:.2} of the client ceiling; {cpu:.1} µs CPU/msg; stored at {insert:.0} msg/s",
-                rate / raw
+                "{:.2} of the client ceiling; {cpu:.1} µs CPU/msg; {per_commit:.0} writes per commit; writer busy {:.0}%; stored at {insert:.0} msg/s",
+                rate / raw,
+                busy * 100.0
             ),
         );
     }
@@ -510,6 +580,24 @@ async fn main() -> Result<()> {
             format!("{rps:.0} req/s"),
             format!("p50 {p50:.2} ms, p99 {p99:.2} ms, {c} concurrent"),
         );
+        let _ = stop.send(true);
+        // The same with wrk as the load generator: it costs less CPU than the
+        // in-process client, which shares the server's two cores.
+        let (store, _dir) = sqlite()?;
+        let (api, stop, _engine) = serve_api(store.clone(), &ok.url(), c, false).await?;
+        if let Some(w) = wrk(&api, c, s, Some(INGEST_LUA)).await {
+            let stored = store.stats(now_ms()).await?;
+            let pending: u64 = stored.by_destination_state.iter().map(|(_, _, n)| n).sum();
+            row(
+                "ingest, wrk (POST /v1/messages, 202)",
+                "sqlite",
+                format!("{:.0} req/s", w.rps),
+                format!(
+                    "p50 {:.2} ms, p99 {:.2} ms, wrk -t1 -c{c}; {} not 202; {pending} stored",
+                    w.p50_ms, w.p99_ms, w.errors
+                ),
+            );
+        }
         let _ = stop.send(true);
     }
 

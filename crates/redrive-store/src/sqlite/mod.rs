@@ -192,6 +192,11 @@ impl SqliteStore {
         )
     }
 
+    /// Seconds the writer has spent on groups so far (the rest it waited).
+    pub fn writer_busy_seconds(&self) -> f64 {
+        self.commits.busy_ns.load(Ordering::Relaxed) as f64 / 1e9
+    }
+
     /// Runs `f` on the writer, in the next group, answered once durable.
     async fn write<T: Send + 'static>(
         &self,
@@ -360,36 +365,44 @@ impl Store for SqliteStore {
     async fn enqueue(&self, batch: Vec<NewMessage>) -> Result<Vec<Enqueued>, StoreError> {
         self.write(move |conn| {
             let mut out = Vec::with_capacity(batch.len());
+            // RETURNING: a new message comes back from the insert itself;
+            // only a duplicate key costs a second lookup.
             let mut insert = conn
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "INSERT INTO messages (id, destination, method, path, headers, body, idempotency_key, \
                      request_hash, marked_idempotent, state, cycle_started_at, next_attempt_at, created_at, updated_at) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?10, ?10, ?10) \
-                     ON CONFLICT (idempotency_key) DO NOTHING",
-                )
+                     ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}"
+                ))
                 .map_err(db)?;
             for m in batch {
                 let headers = serde_json::to_string(&m.headers).map_err(|e| StoreError::Database(e.to_string()))?;
-                let inserted = insert
-                    .execute(params![
-                        m.id,
-                        m.destination,
-                        m.method,
-                        m.path,
-                        headers,
-                        m.body,
-                        m.idempotency_key,
-                        m.request_hash,
-                        m.marked_idempotent,
-                        m.created_at
-                    ])
+                let created = insert
+                    .query_row(
+                        params![
+                            m.id,
+                            m.destination,
+                            m.method,
+                            m.path,
+                            headers,
+                            m.body,
+                            m.idempotency_key,
+                            m.request_hash,
+                            m.marked_idempotent,
+                            m.created_at
+                        ],
+                        message_from_row,
+                    )
+                    .optional()
                     .map_err(db)?;
+                if let Some(stored) = created {
+                    out.push(Enqueued::Created(stored));
+                    continue;
+                }
                 let stored = get_by_key(conn, &m.idempotency_key)
                     .map_err(db)?
-                    .ok_or_else(|| StoreError::Database("the message vanished after insert".into()))?;
-                out.push(if inserted == 1 {
-                    Enqueued::Created(stored)
-                } else if stored.request_hash == m.request_hash {
+                    .ok_or_else(|| StoreError::Database("the key conflicted but no message holds it".into()))?;
+                out.push(if stored.request_hash == m.request_hash {
                     Enqueued::Duplicate(stored)
                 } else {
                     Enqueued::Conflict { existing_id: stored.id }

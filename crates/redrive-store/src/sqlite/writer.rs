@@ -130,6 +130,9 @@ pub struct CommitCounts {
     pub commits: AtomicU64,
     /// Jobs in them.
     pub jobs: AtomicU64,
+    /// Nanoseconds the writer spent on groups (running, committing,
+    /// checkpointing); the rest of its time it waited for work.
+    pub busy_ns: AtomicU64,
 }
 
 /// Starts the writer on `conn`.
@@ -151,9 +154,12 @@ pub fn start(
                         Err(_) => break,
                     }
                 }
+                let start = std::time::Instant::now();
                 counts.commits.fetch_add(1, Ordering::Relaxed);
                 counts.jobs.fetch_add(group.len() as u64, Ordering::Relaxed);
                 commit_group(&conn, &mut synchronous, group.drain(..));
+                let busy = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                counts.busy_ns.fetch_add(busy, Ordering::Relaxed);
             }
         })
         .map_err(|e| StoreError::Config(format!("cannot start the writer thread: {e}")))?;
