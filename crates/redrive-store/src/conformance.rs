@@ -98,6 +98,57 @@ pub async fn enqueue_dedupes_by_idempotency_key<S: Store>(s: S) {
     assert_eq!(page.messages.len(), 2);
 }
 
+/// Concurrent enqueues (which a store may commit together) each get their
+/// own answer, and one key is stored once.
+pub async fn concurrent_enqueues_each_get_their_own_answer<S: Store>(s: S) {
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let m = new_message(&format!("01C{i:02}"), "crm", &format!("c{i}"), i);
+            (format!("01C{i:02}"), s.enqueue(vec![m]).await)
+        }));
+    }
+    for id in ["01SAME1", "01SAME2"] {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            (
+                id.to_owned(),
+                s.enqueue(vec![new_message(id, "crm", "same", 0)]).await,
+            )
+        }));
+    }
+    let mut same = Vec::new();
+    for t in tasks {
+        let (id, r) = t.await.expect("join");
+        let r = r.expect("enqueue");
+        assert_eq!(r.len(), 1, "one answer per message");
+        if id.starts_with("01SAME") {
+            same.push(r[0].clone());
+        } else {
+            assert!(
+                matches!(&r[0], Enqueued::Created(m) if m.id == id),
+                "{id}: {r:?}"
+            );
+        }
+    }
+    let created: Vec<&str> = same
+        .iter()
+        .filter_map(|e| match e {
+            Enqueued::Created(m) => Some(m.id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(created.len(), 1, "{same:?}");
+    assert!(
+        same.iter()
+            .any(|e| matches!(e, Enqueued::Duplicate(m) if m.id == created[0])),
+        "{same:?}"
+    );
+    let page = s.list(Filter::default(), None, 100).await.expect("list");
+    assert_eq!(page.messages.len(), 41);
+}
+
 /// Claims take due messages oldest due first, lease them, and give them again
 /// only after the lease ends.
 pub async fn claim_leases_due_messages<S: Store>(s: S) {
@@ -616,6 +667,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@each $make;
             enqueue_then_get,
             enqueue_dedupes_by_idempotency_key,
+            concurrent_enqueues_each_get_their_own_answer,
             claim_leases_due_messages,
             claim_takes_what_each_destination_wants,
             pending_destinations_skip_finished_ones,

@@ -6,11 +6,16 @@
 //! - Every record is fenced by the lease token: a node whose lease expired
 //!   cannot overwrite the newer attempt of another.
 //! - Enqueue dedupe is a unique index on the idempotency key (no read-then-write
-//!   race between nodes).
+//!   race between nodes); concurrent enqueues share one transaction and one
+//!   statement (`enqueue`: group commit), and so do concurrent records
+//!   (`record`).
 //! - `NOTIFY redrive_due` after enqueues and redrives wakes idle nodes, which
 //!   `LISTEN` instead of polling in a tight loop.
 //! - Migrations and the retention purge take advisory locks, so nodes that
 //!   start together migrate once and only one node purges at a time.
+
+mod enqueue;
+mod record;
 
 use std::time::Duration;
 
@@ -140,6 +145,8 @@ impl Default for PostgresOptions {
 pub struct PostgresStore {
     pool: Pool,
     due: watch::Receiver<u64>,
+    enqueuer: tokio::sync::mpsc::UnboundedSender<enqueue::EnqueueJob>,
+    recorder: tokio::sync::mpsc::UnboundedSender<record::RecordJob>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -209,7 +216,14 @@ impl PostgresStore {
         drop(client);
         let (tx, due) = watch::channel(0u64);
         tokio::spawn(listen(config, require_tls, tx));
-        Ok(PostgresStore { pool, due })
+        let enqueuer = enqueue::start(pool.clone());
+        let recorder = record::start(pool.clone());
+        Ok(PostgresStore {
+            pool,
+            due,
+            enqueuer,
+            recorder,
+        })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -439,69 +453,15 @@ async fn redrive_ids(
 
 impl Store for PostgresStore {
     async fn enqueue(&self, batch: Vec<NewMessage>) -> Result<Vec<Enqueued>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db)?;
-        let insert = tx
-            .prepare_cached(&format!(
-                "INSERT INTO messages (id, destination, method, path, headers, body, idempotency_key, request_hash, \
-                 marked_idempotent, state, cycle_started_at, next_attempt_at, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $10, $10, $10) \
-                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}"
-            ))
-            .await
-            .map_err(db)?;
-        let by_key = tx
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM messages WHERE idempotency_key = $1"
-            ))
-            .await
-            .map_err(db)?;
-        let mut out = Vec::with_capacity(batch.len());
-        for m in batch {
-            let headers = serde_json::to_string(&m.headers).map_err(db)?;
-            let inserted = tx
-                .query_opt(
-                    &insert,
-                    &[
-                        &m.id,
-                        &m.destination,
-                        &m.method,
-                        &m.path,
-                        &headers,
-                        &m.body,
-                        &m.idempotency_key,
-                        &m.request_hash,
-                        &m.marked_idempotent,
-                        &m.created_at,
-                    ],
-                )
-                .await
-                .map_err(db)?;
-            if let Some(row) = inserted {
-                out.push(Enqueued::Created(message(&row)));
-                continue;
-            }
-            let existing = tx
-                .query_opt(&by_key, &[&m.idempotency_key])
-                .await
-                .map_err(db)?
-                .map(|r| message(&r))
-                .ok_or_else(|| StoreError::Database("the key's message vanished".into()))?;
-            out.push(if existing.request_hash == m.request_hash {
-                Enqueued::Duplicate(existing)
-            } else {
-                Enqueued::Conflict {
-                    existing_id: existing.id,
-                }
-            });
+        if batch.is_empty() {
+            return Ok(Vec::new());
         }
-        if out.iter().any(|e| matches!(e, Enqueued::Created(_))) {
-            tx.execute(&format!("NOTIFY {CHANNEL}"), &[])
-                .await
-                .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(out)
+        // Group commit with the other enqueues waiting (see `enqueue`).
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.enqueuer
+            .send((batch, tx))
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn claim(
@@ -575,61 +535,23 @@ impl Store for PostgresStore {
         &self,
         id: String,
         lease: String,
-        attempt_record: AttemptRecord,
+        attempt: AttemptRecord,
         next: NextState,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let (state, reason, next_at) = match &next {
-            NextState::Delivered => ("delivered", None, None),
-            NextState::Retry { at } => ("pending", None, Some(*at)),
-            NextState::Parked { reason } => ("parked", Some(reason.clone()), None),
+        // Group commit with the other records waiting (see `record`).
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let r = record::Record {
+            id,
+            lease,
+            attempt,
+            next,
+            now,
         };
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db)?;
-        let counters = tx
-            .query_opt(
-                "UPDATE messages SET state = $1, park_reason = $2, last_class = $3, attempts = attempts + 1, \
-                 total_attempts = total_attempts + 1, next_attempt_at = $4, lease = NULL, updated_at = $5 \
-                 WHERE id = $6 AND lease = $7 AND state = 'pending' RETURNING total_attempts, cycle, attempts",
-                &[&state, &reason, &attempt_record.class, &next_at, &now, &id, &lease],
-            )
-            .await
-            .map_err(db)?;
-        let Some(row) = counters else {
-            return Ok(false);
-        };
-        let (n, cycle, in_cycle): (i32, i32, i32) = (row.get(0), row.get(1), row.get(2));
-        let status = attempt_record.status.map(i32::from);
-        let latency = i64::try_from(attempt_record.latency_ms).unwrap_or(i64::MAX);
-        let delay = attempt_record
-            .delay_ms
-            .map(|d| i64::try_from(d).unwrap_or(i64::MAX));
-        tx.execute(
-            "INSERT INTO attempts (message_id, n, cycle, attempt, started_at, latency_ms, status, transport, class, \
-             decision, reason, delay_ms, response_excerpt, detail, link_identities) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-            &[
-                &id,
-                &n,
-                &cycle,
-                &in_cycle,
-                &attempt_record.started_at,
-                &latency,
-                &status,
-                &attempt_record.transport,
-                &attempt_record.class,
-                &attempt_record.decision,
-                &attempt_record.reason,
-                &delay,
-                &attempt_record.response_excerpt,
-                &attempt_record.detail,
-                &attempt_record.link_identities,
-            ],
-        )
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(true)
+        self.recorder
+            .send((r, tx))
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn release(&self, leases: Vec<(String, String)>, due_at: i64) -> Result<u64, StoreError> {
