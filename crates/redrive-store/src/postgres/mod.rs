@@ -113,6 +113,16 @@ const PENDING_DESTINATIONS: &str = "WITH RECURSIVE d(name) AS ( \
        SELECT (SELECT MIN(destination) FROM messages WHERE state = 'pending' AND destination > d.name) \
        FROM d WHERE d.name IS NOT NULL)";
 
+/// The earliest due time of a pending message (see [`EARLIEST_DUE`]).
+async fn earliest_due(client: &tokio_postgres::Client) -> Result<Option<i64>, StoreError> {
+    client
+        .query_one(&format!("{PENDING_DESTINATIONS} {EARLIEST_DUE}"), &[])
+        .await
+        .map_err(db)?
+        .try_get(0)
+        .map_err(db)
+}
+
 /// The earliest due time of a pending message: the smallest of each
 /// destination's first entry in the due index.
 const EARLIEST_DUE: &str = "SELECT MIN((SELECT MIN(next_attempt_at) FROM messages \
@@ -577,11 +587,7 @@ impl Store for PostgresStore {
 
     async fn next_due(&self) -> Result<Option<i64>, StoreError> {
         let client = self.client().await?;
-        let row = client
-            .query_one(&format!("{PENDING_DESTINATIONS} {EARLIEST_DUE}"), &[])
-            .await
-            .map_err(db)?;
-        Ok(row.get(0))
+        earliest_due(&client).await
     }
 
     async fn get(&self, id: String) -> Result<Option<(Message, Vec<AttemptRecord>)>, StoreError> {
@@ -739,11 +745,7 @@ impl Store for PostgresStore {
                     .map(|s| (r.get::<_, String>(0), s, r.get::<_, i64>(2).max(0) as u64))
             })
             .collect();
-        let oldest_due_at = client
-            .query_one(&format!("{PENDING_DESTINATIONS} {EARLIEST_DUE}"), &[])
-            .await
-            .map_err(db)?
-            .get(0);
+        let oldest_due_at = earliest_due(&client).await?;
         Ok(Stats {
             by_destination_state,
             oldest_due_at,
