@@ -133,18 +133,7 @@ fn destination(url: &str, concurrency: usize) -> Result<Destination> {
 }
 
 fn message(i: usize, at: i64) -> NewMessage {
-    NewMessage {
-        id: format!("01BENCH{i:019}"),
-        destination: "sink".into(),
-        method: "POST".into(),
-        path: format!("/m/{i}"),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: br#"{"event":"order.created","amount":42}"#.to_vec(),
-        idempotency_key: format!("bench-{i}"),
-        request_hash: "h".into(),
-        marked_idempotent: false,
-        created_at: at,
-    }
+    redrive_store::conformance::sample_message(i as u64, "sink", at)
 }
 
 /// Requests per second of the engine's HTTP client alone against the sink,

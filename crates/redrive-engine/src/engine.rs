@@ -50,6 +50,16 @@ impl Clock for SystemClock {
 /// configured.
 const UNKNOWN_SWEEP_MS: i64 = 60_000;
 
+/// What a claim round found.
+enum Round {
+    /// Some destination got all it asked for: more may be due now.
+    Full,
+    /// It asked and got less: nothing more is due now.
+    Partial,
+    /// No destination had room to ask.
+    NoRoom,
+}
+
 /// How the engine runs.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -302,26 +312,13 @@ impl<S: Store> Engine<S> {
                 self.park_unknown_destinations().await;
                 next_sweep = self.now_ms() + UNKNOWN_SWEEP_MS;
             }
-            let claimed = self.claim_round().await;
-            if claimed {
-                continue;
-            }
-            let wait = match inner.store.next_due().await {
-                Ok(Some(t)) => {
-                    let now = self.now_ms();
-                    if t > now {
-                        Duration::from_millis((t - now) as u64).min(inner.config.idle_poll)
-                    } else {
-                        // Due, but held back (circuit open, limits full): wait
-                        // for an attempt to end or the next poll.
-                        inner.config.idle_poll
-                    }
-                }
-                Ok(None) => inner.config.idle_poll,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the next due time");
-                    inner.config.idle_poll
-                }
+            let wait = match self.claim_round().await {
+                Round::Full => continue,
+                // Every window is busy (attempts in flight will wake the
+                // loop) or every circuit is open: when the next message is
+                // due does not matter, so it is not read on every wake.
+                Round::NoRoom => inner.config.idle_poll,
+                Round::Partial => self.until_next_due().await,
             };
             let woken = async {
                 match external.as_mut() {
@@ -363,22 +360,22 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// Claims one batch and starts its attempts; true when some destination
-    /// got all it asked for (more may be due).
+    /// Claims one batch and starts its attempts, and says whether more may
+    /// be due now.
     ///
     /// It asks each destination for what its claim window has room for, and
     /// nothing for one whose circuit is open: the store then reads only rows
     /// it takes, however large the backlog held back. A window is refilled
     /// once a quarter of it is free, so claims come in batches rather than
     /// one per finished attempt.
-    async fn claim_round(&self) -> bool {
+    async fn claim_round(&self) -> Round {
         let inner = &self.inner;
         let mut room = inner
             .slots
             .available_permits()
             .min(inner.config.claim_batch);
         if room == 0 {
-            return false;
+            return Round::NoRoom;
         }
         let now = self.now_ms();
         // Start at a different destination each round, so a small batch is
@@ -399,13 +396,13 @@ impl<S: Store> Engine<S> {
             room -= take;
         }
         if want.is_empty() {
-            return false;
+            return Round::NoRoom;
         }
         let claimed = match self.claim(now, want.clone()).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot claim due messages");
-                return false;
+                return Round::Partial;
             }
         };
         let full = want.iter().any(|(name, n)| {
@@ -439,7 +436,34 @@ impl<S: Store> Engine<S> {
                 engine.inner.wake.notify_one();
             });
         }
-        full
+        if full {
+            Round::Full
+        } else {
+            Round::Partial
+        }
+    }
+
+    /// How long the scheduler may sleep: until the next message is due, at
+    /// most `idle_poll`.
+    async fn until_next_due(&self) -> Duration {
+        let idle = self.inner.config.idle_poll;
+        match self.inner.store.next_due().await {
+            Ok(Some(t)) => {
+                let now = self.now_ms();
+                if t > now {
+                    Duration::from_millis((t - now) as u64).min(idle)
+                } else {
+                    // Due, but held back (circuit open, limits full): wait
+                    // for an attempt to end or the next poll.
+                    idle
+                }
+            }
+            Ok(None) => idle,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the next due time");
+                idle
+            }
+        }
     }
 
     /// Claims `want` under a fresh lease; each message comes with its

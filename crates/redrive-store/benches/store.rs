@@ -20,24 +20,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use redrive_store::conformance::sample_message;
 use redrive_store::{AttemptRecord, NewMessage, NextState, SqliteStore, Store};
 
 const BATCH: usize = 64;
 const NOW: i64 = 1_767_225_600_000;
 
 fn message(i: u64) -> NewMessage {
-    NewMessage {
-        id: format!("01BENCH{i:019}"),
-        destination: "sink".into(),
-        method: "POST".into(),
-        path: format!("/m/{i}"),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: br#"{"event":"order.created","amount":42}"#.to_vec(),
-        idempotency_key: format!("bench-{i}"),
-        request_hash: "h".into(),
-        marked_idempotent: false,
-        created_at: NOW,
-    }
+    sample_message(i, "sink", NOW)
 }
 
 fn attempt() -> AttemptRecord {

@@ -21,6 +21,23 @@ pub fn new_message(id: &str, destination: &str, key: &str, at: i64) -> NewMessag
     }
 }
 
+/// The `i`-th message of a benchmark's backlog for `destination`: a small
+/// JSON POST with its own id and key, as the benchmarks store by the million.
+pub fn sample_message(i: u64, destination: &str, at: i64) -> NewMessage {
+    NewMessage {
+        id: format!("01BENCH{i:019}"),
+        destination: destination.to_owned(),
+        method: "POST".into(),
+        path: format!("/m/{i}"),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: br#"{"event":"order.created","amount":42}"#.to_vec(),
+        idempotency_key: format!("bench-{i}"),
+        request_hash: "h".into(),
+        marked_idempotent: false,
+        created_at: at,
+    }
+}
+
 /// A claim of up to `n` messages of `destination`.
 pub fn want(destination: &str, n: usize) -> Vec<(String, usize)> {
     vec![(destination.to_owned(), n)]

@@ -14,6 +14,7 @@ use std::future::Future;
 pub mod conformance;
 pub mod model;
 pub mod postgres;
+mod schema;
 pub mod sqlite;
 pub mod testdb;
 

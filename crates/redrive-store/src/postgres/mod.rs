@@ -84,25 +84,9 @@ CREATE TABLE attempts (
 );
 CREATE INDEX attempts_by_start ON attempts (started_at);
 "#,
-    // Claims order by (next_attempt_at, id): an index in that order lets a
-    // claim read the first rows instead of sorting every due one.
-    r#"
-DROP INDEX messages_due;
-CREATE INDEX messages_due ON messages (next_attempt_at, id) WHERE state = 'pending';
-"#,
-    // Claims name the destinations they have room for: this index lets each
-    // read only that destination's due rows, however many wait for others.
-    r#"
-CREATE INDEX messages_due_by_destination ON messages (destination, next_attempt_at, id) WHERE state = 'pending';
-"#,
-    // Every index is paid for on each claim and record. The global due index
-    // is answered by the per-destination one (a skip scan over destinations);
-    // the purge needs only finished messages by age.
-    r#"
-DROP INDEX messages_due;
-DROP INDEX messages_by_update;
-CREATE INDEX messages_finished ON messages (updated_at) WHERE state IN ('delivered', 'discarded');
-"#,
+    crate::schema::DUE_IN_CLAIM_ORDER,
+    crate::schema::DUE_BY_DESTINATION,
+    crate::schema::FEWER_INDEXES,
 ];
 
 /// Each destination with pending messages, in name order, found by a skip

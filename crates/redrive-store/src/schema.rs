@@ -1,0 +1,28 @@
+//! Schema migrations written the same in SQLite's and PostgreSQL's dialect.
+//!
+//! Each store lists its migrations in order; the first (the tables) differs by
+//! dialect, the later ones are these, shared so that the two schemas cannot
+//! drift apart.
+
+/// Migration 2. Claims order by (next_attempt_at, id): an index in that order
+/// lets a claim read the first rows instead of sorting every due one.
+pub const DUE_IN_CLAIM_ORDER: &str = "
+DROP INDEX messages_due;
+CREATE INDEX messages_due ON messages (next_attempt_at, id) WHERE state = 'pending';
+";
+
+/// Migration 3. Claims name the destinations they have room for: this index
+/// lets each read only that destination's due rows, however many wait for
+/// others.
+pub const DUE_BY_DESTINATION: &str = "
+CREATE INDEX messages_due_by_destination ON messages (destination, next_attempt_at, id) WHERE state = 'pending';
+";
+
+/// Migration 4. Every index is paid for on each claim and record. The global
+/// due index is answered by the per-destination one (a skip scan over
+/// destinations); the purge needs only finished messages by age.
+pub const FEWER_INDEXES: &str = "
+DROP INDEX messages_due;
+DROP INDEX messages_by_update;
+CREATE INDEX messages_finished ON messages (updated_at) WHERE state IN ('delivered', 'discarded');
+";
