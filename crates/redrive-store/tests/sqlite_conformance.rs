@@ -38,3 +38,51 @@ fn a_bad_url_or_path_is_a_clear_error() {
         .to_string();
     assert!(e.contains("/nonexistent/dir/redrive.db"), "{e}");
 }
+
+/// One process delivers from a SQLite file: a second store on the same file
+/// may read and enqueue, but its claims are refused, with a reason; once the
+/// first is gone, the second delivers, and what the first had claimed but not
+/// recorded is due again at once (its leases were in its memory).
+#[tokio::test]
+async fn one_deliverer_per_file_and_its_leases_die_with_it() {
+    use redrive_store::conformance::{new_message, want};
+    use redrive_store::Store;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("redrive.db");
+    let first = SqliteStore::open(&path).expect("open");
+    first
+        .enqueue(vec![new_message("01A", "crm", "k", 1)])
+        .await
+        .expect("enqueue");
+    let claimed = first
+        .claim(10, want("crm", 5), "L1".into(), 60_000)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+
+    let second = SqliteStore::open(&path).expect("a second store opens");
+    second
+        .enqueue(vec![new_message("01B", "crm", "k2", 2)])
+        .await
+        .expect("and enqueues");
+    let refused = second
+        .claim(20, want("crm", 5), "L2".into(), 60_000)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("another redrive is delivering from this SQLite database"),
+        "{refused}"
+    );
+
+    // The lock belongs to the store's handles, not to its threads: it is
+    // free as soon as the last handle is dropped.
+    drop(first);
+    let again = second
+        .claim(30, want("crm", 5), "L3".into(), 60_000)
+        .await
+        .expect("the lock is free once the first store is gone");
+    let mut ids: Vec<_> = again.iter().map(|c| c.message.id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["01A", "01B"], "01A's lease died with the first store");
+}

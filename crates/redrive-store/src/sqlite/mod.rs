@@ -3,13 +3,15 @@
 //! One writer thread owns the write connection and commits in groups (see
 //! [`writer`]): that is how an enqueue is acknowledged only once durable
 //! without paying an fsync per message. A second thread with its own
-//! connection serves reads (WAL lets them run beside the writer).
+//! connection serves reads (WAL lets them run beside the writer). Leases live
+//! in memory (see [`leases`]): one process delivers from a SQLite file.
 
+mod leases;
 mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -21,6 +23,7 @@ use crate::model::{
 };
 use crate::{Store, StoreError};
 
+use leases::{lock, DeliveryLock, Leases};
 use writer::{ClosureJob, Job};
 pub use writer::{CommitCounts, Durability, MAX_GROUP};
 
@@ -92,15 +95,56 @@ const PENDING_DESTINATIONS: &str = "WITH RECURSIVE d(name) AS ( \
                WHERE state = 'pending' AND destination > d.name) FROM d WHERE d.name IS NOT NULL)";
 
 /// The earliest due time of a pending message: the smallest of each
-/// destination's first entry in the due index.
-fn earliest_due(conn: &Connection) -> Result<Option<i64>, StoreError> {
+/// destination's first entry in the due index. A leased message is due when
+/// its lease ends; the entries of leased messages come first in the index, so
+/// each destination's scan reads at most its leases and one more.
+fn earliest_due(conn: &Connection, leases: &Mutex<Leases>) -> Result<Option<i64>, StoreError> {
+    let leases = lock(leases);
+    if leases.is_empty() {
+        return conn
+            .prepare_cached(&format!(
+                "{PENDING_DESTINATIONS} SELECT MIN((SELECT MIN(next_attempt_at) FROM messages \
+                 INDEXED BY messages_due_by_destination WHERE state = 'pending' AND destination = d.name)) \
+                 FROM d WHERE d.name IS NOT NULL"
+            ))
+            .map_err(db)?
+            .query_row([], |r| r.get(0))
+            .map_err(db);
+    }
+    let mut due = conn
+        .prepare_cached(
+            "SELECT id, next_attempt_at FROM messages INDEXED BY messages_due_by_destination \
+             WHERE state = 'pending' AND destination = ?1 ORDER BY next_attempt_at, id",
+        )
+        .map_err(db)?;
+    let mut earliest: Option<i64> = None;
+    for destination in pending_destinations(conn)? {
+        let mut rows = due.query([&destination]).map_err(db)?;
+        while let Some(row) = rows.next().map_err(db)? {
+            let id: String = row.get(0).map_err(db)?;
+            let at: i64 = row.get(1).map_err(db)?;
+            let (at, leased) = match leases.until(&id) {
+                Some(until) => (until, true),
+                None => (at, false),
+            };
+            earliest = Some(earliest.map_or(at, |e| e.min(at)));
+            if !leased {
+                break;
+            }
+        }
+    }
+    Ok(earliest)
+}
+
+/// Each destination with pending messages, in name order.
+fn pending_destinations(conn: &Connection) -> Result<Vec<String>, StoreError> {
     conn.prepare_cached(&format!(
-        "{PENDING_DESTINATIONS} SELECT MIN((SELECT MIN(next_attempt_at) FROM messages \
-         INDEXED BY messages_due_by_destination WHERE state = 'pending' AND destination = d.name)) \
-         FROM d WHERE d.name IS NOT NULL"
+        "{PENDING_DESTINATIONS} SELECT name FROM d WHERE name IS NOT NULL"
     ))
     .map_err(db)?
-    .query_row([], |r| r.get(0))
+    .query_map([], |r| r.get(0))
+    .map_err(db)?
+    .collect::<rusqlite::Result<Vec<String>>>()
     .map_err(db)
 }
 
@@ -117,6 +161,8 @@ pub struct SqliteStore {
     reader: mpsc::UnboundedSender<ReadJob>,
     path: PathBuf,
     commits: Arc<CommitCounts>,
+    leases: Arc<Mutex<Leases>>,
+    delivery: Arc<DeliveryLock>,
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -146,6 +192,8 @@ impl SqliteStore {
             reader,
             path: path.to_path_buf(),
             commits,
+            leases: Arc::default(),
+            delivery: Arc::new(DeliveryLock::new(path)),
         })
     }
 
@@ -347,6 +395,7 @@ fn redrive_ids(conn: &Connection, ids: &[String], now: i64) -> Result<Vec<String
 
 impl Store for SqliteStore {
     async fn enqueue(&self, batch: Vec<NewMessage>) -> Result<Vec<Enqueued>, StoreError> {
+        let leases = Arc::clone(&self.leases);
         self.write(move |conn| {
             let mut out = Vec::with_capacity(batch.len());
             // RETURNING: a new message comes back from the insert itself;
@@ -383,9 +432,10 @@ impl Store for SqliteStore {
                     out.push(Enqueued::Created(stored));
                     continue;
                 }
-                let stored = get_by_key(conn, &m.idempotency_key)
+                let mut stored = get_by_key(conn, &m.idempotency_key)
                     .map_err(db)?
                     .ok_or_else(|| StoreError::Database("the key conflicted but no message holds it".into()))?;
+                lock(&leases).show(&mut stored);
                 out.push(if stored.request_hash == m.request_hash {
                     Enqueued::Duplicate(stored)
                 } else {
@@ -404,39 +454,50 @@ impl Store for SqliteStore {
         lease: String,
         lease_until: i64,
     ) -> Result<Vec<Claimed>, StoreError> {
+        self.delivery.take()?;
+        let leases = Arc::clone(&self.leases);
+        // On the writer, so that a claim sees every record before it, even
+        // one not committed yet. It writes nothing: the leases are noted in
+        // memory.
         self.write_as(Durability::Written, move |conn| {
-            // Per destination, its due rows oldest first, straight off the
+            let mut leases = lock(&leases);
+            // Per destination, its due entries oldest first, straight off the
             // index (`INDEXED BY`: the planner might otherwise take the
-            // (state, destination, id) index and sort). While leased, a
-            // message's due time is its lease's end: if the lease holder dies,
-            // it is due again.
+            // (state, destination, id) index and sort), leased ones skipped:
+            // they keep their place at the front, so read as many more.
             let mut due = conn
                 .prepare_cached(
-                    "SELECT rowid FROM messages INDEXED BY messages_due_by_destination \
+                    "SELECT rowid, id FROM messages INDEXED BY messages_due_by_destination \
                      WHERE state = 'pending' AND destination = ?1 AND next_attempt_at <= ?2 \
                      ORDER BY next_attempt_at, id LIMIT ?3",
                 )
                 .map_err(db)?;
-            let mut rowids: Vec<i64> = Vec::new();
+            let mut picked: Vec<(i64, String)> = Vec::new();
             for (destination, n) in want.iter().filter(|(_, n)| *n > 0) {
-                let limit = i64::try_from(*n).unwrap_or(i64::MAX);
-                let rows = due
-                    .query_map(params![destination, now, limit], |r| r.get(0))
-                    .map_err(db)?;
-                for row in rows {
-                    rowids.push(row.map_err(db)?);
+                let limit = i64::try_from(n.saturating_add(leases.held_for(destination)))
+                    .unwrap_or(i64::MAX);
+                let mut rows = due.query(params![destination, now, limit]).map_err(db)?;
+                let mut taken = 0;
+                while let Some(row) = rows.next().map_err(db)? {
+                    let id: String = row.get(1).map_err(db)?;
+                    if leases.is_held(&id, now) {
+                        continue;
+                    }
+                    picked.push((row.get(0).map_err(db)?, id));
+                    taken += 1;
+                    if taken == *n {
+                        break;
+                    }
                 }
             }
-            let mut take = conn
-                .prepare_cached(&format!(
-                    "UPDATE messages SET lease = ?1, next_attempt_at = ?2 WHERE rowid = ?3 RETURNING {COLUMNS}"
-                ))
+            let mut read = conn
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM messages WHERE rowid = ?1"))
                 .map_err(db)?;
-            let mut out = Vec::with_capacity(rowids.len());
-            for rowid in rowids {
-                let message = take
-                    .query_row(params![lease, lease_until, rowid], message_from_row)
-                    .map_err(db)?;
+            let mut out = Vec::with_capacity(picked.len());
+            for (rowid, id) in picked {
+                let mut message = read.query_row([rowid], message_from_row).map_err(db)?;
+                leases.grant(id, &message.destination, rowid, &lease, lease_until);
+                leases.show(&mut message);
                 out.push(Claimed {
                     message,
                     lease: lease.clone(),
@@ -448,17 +509,7 @@ impl Store for SqliteStore {
     }
 
     async fn pending_destinations(&self) -> Result<Vec<String>, StoreError> {
-        self.read(|conn| {
-            conn.prepare_cached(&format!(
-                "{PENDING_DESTINATIONS} SELECT name FROM d WHERE name IS NOT NULL"
-            ))
-            .map_err(db)?
-            .query_map([], |r| r.get(0))
-            .map_err(db)?
-            .collect::<rusqlite::Result<Vec<String>>>()
-            .map_err(db)
-        })
-        .await
+        self.read(pending_destinations).await
     }
 
     async fn record(
@@ -469,7 +520,13 @@ impl Store for SqliteStore {
         next: NextState,
         now: i64,
     ) -> Result<bool, StoreError> {
+        let leases = Arc::clone(&self.leases);
         self.write_as(Durability::Written, move |conn| {
+            // The fence: only the lease's holder records, once. Should the
+            // group fail, the message is due again at once (at least once).
+            let Some(held) = lock(&leases).take(&id, &lease) else {
+                return Ok(false);
+            };
             let (state, reason, next_at) = match &next {
                 NextState::Delivered => ("delivered", None, None),
                 NextState::Retry { at } => ("pending", None, Some(*at)),
@@ -479,11 +536,11 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "UPDATE messages SET state = ?1, park_reason = ?2, last_class = ?3, attempts = attempts + 1, \
                      total_attempts = total_attempts + 1, next_attempt_at = ?4, lease = NULL, updated_at = ?5 \
-                     WHERE id = ?6 AND lease = ?7 AND state = 'pending' \
+                     WHERE rowid = ?6 AND id = ?7 AND state = 'pending' \
                      RETURNING total_attempts, cycle, attempts",
                 )
                 .map_err(db)?
-                .query_row(params![state, reason, attempt.class, next_at, now, id, lease], |r| {
+                .query_row(params![state, reason, attempt.class, next_at, now, held.rowid, id], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
                 .optional()
@@ -520,17 +577,21 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn release(&self, leases: Vec<(String, String)>, due_at: i64) -> Result<u64, StoreError> {
+    async fn release(&self, given: Vec<(String, String)>, due_at: i64) -> Result<u64, StoreError> {
+        let leases = Arc::clone(&self.leases);
         self.write_as(Durability::Written, move |conn| {
+            let mut leases = lock(&leases);
             let mut stmt = conn
                 .prepare_cached(
                     "UPDATE messages SET lease = NULL, next_attempt_at = ?3 \
-                     WHERE id = ?1 AND lease = ?2 AND state = 'pending'",
+                     WHERE rowid = ?1 AND id = ?2 AND state = 'pending'",
                 )
                 .map_err(db)?;
             let mut n = 0;
-            for (id, lease) in &leases {
-                n += stmt.execute(params![id, lease, due_at]).map_err(db)? as u64;
+            for (id, token) in &given {
+                if let Some(held) = leases.take(id, token) {
+                    n += stmt.execute(params![held.rowid, id, due_at]).map_err(db)? as u64;
+                }
             }
             Ok(n)
         })
@@ -538,12 +599,14 @@ impl Store for SqliteStore {
     }
 
     async fn next_due(&self) -> Result<Option<i64>, StoreError> {
-        self.read(earliest_due).await
+        let leases = Arc::clone(&self.leases);
+        self.read(move |conn| earliest_due(conn, &leases)).await
     }
 
     async fn get(&self, id: String) -> Result<Option<(Message, Vec<AttemptRecord>)>, StoreError> {
+        let leases = Arc::clone(&self.leases);
         self.read(move |conn| {
-            let Some(m) = conn
+            let Some(mut m) = conn
                 .prepare_cached(&format!("SELECT {COLUMNS} FROM messages WHERE id = ?1"))
                 .map_err(db)?
                 .query_row([&id], message_from_row)
@@ -563,6 +626,7 @@ impl Store for SqliteStore {
                 .map_err(db)?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(db)?;
+            lock(&leases).show(&mut m);
             Ok(Some((m, attempts)))
         })
         .await
@@ -574,6 +638,7 @@ impl Store for SqliteStore {
         cursor: Option<String>,
         limit: usize,
     ) -> Result<Page, StoreError> {
+        let leases = Arc::clone(&self.leases);
         self.read(move |conn| {
             let mut values = Vec::new();
             let mut sql = format!("SELECT {COLUMNS} FROM messages WHERE 1 = 1");
@@ -590,6 +655,12 @@ impl Store for SqliteStore {
                 .map_err(db)?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(db)?;
+            {
+                let leases = lock(&leases);
+                for m in &mut messages {
+                    leases.show(m);
+                }
+            }
             let next = if messages.len() > limit {
                 messages.truncate(limit);
                 messages.last().map(|m| m.id.clone())
@@ -676,7 +747,8 @@ impl Store for SqliteStore {
     }
 
     async fn stats(&self, _now: i64) -> Result<Stats, StoreError> {
-        self.read(|conn| {
+        let leases = Arc::clone(&self.leases);
+        self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT destination, state, COUNT(*) FROM messages GROUP BY destination, state",
@@ -695,7 +767,7 @@ impl Store for SqliteStore {
                     by.push((d, state, n.max(0) as u64));
                 }
             }
-            let oldest_due_at = earliest_due(conn)?;
+            let oldest_due_at = earliest_due(conn, &leases)?;
             Ok(Stats {
                 by_destination_state: by,
                 oldest_due_at,
