@@ -157,7 +157,7 @@ type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 /// The SQLite store. Cheap to clone: clones share the two worker threads.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    writer: mpsc::UnboundedSender<Box<dyn Job>>,
+    writer: std::sync::mpsc::Sender<Box<dyn Job>>,
     reader: mpsc::UnboundedSender<ReadJob>,
     path: PathBuf,
     commits: Arc<CommitCounts>,
@@ -237,13 +237,23 @@ impl SqliteStore {
         self.write_as(Durability::Fsync, f).await
     }
 
-    /// Runs `f` on the writer, answered once its group is `durability`.
+    /// Runs `f` on the writer, answered once its group is `durability`; a
+    /// delivery job ([`Durability::Written`]) may wait for company.
     async fn write_as<T: Send + 'static>(
         &self,
         durability: Durability,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (job, rx) = ClosureJob::boxed(f, durability);
+        self.write_job(durability, true, f).await
+    }
+
+    async fn write_job<T: Send + 'static>(
+        &self,
+        durability: Durability,
+        may_wait: bool,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (job, rx) = ClosureJob::boxed(f, durability, may_wait);
         self.writer.send(job).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -458,8 +468,8 @@ impl Store for SqliteStore {
         let leases = Arc::clone(&self.leases);
         // On the writer, so that a claim sees every record before it, even
         // one not committed yet. It writes nothing: the leases are noted in
-        // memory.
-        self.write_as(Durability::Written, move |conn| {
+        // memory. Deliveries wait for it: it does not wait for company.
+        self.write_job(Durability::Written, false, move |conn| {
             let mut leases = lock(&leases);
             // Per destination, its due entries oldest first, straight off the
             // index (`INDEXED BY`: the planner might otherwise take the

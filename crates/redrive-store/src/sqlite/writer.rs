@@ -19,6 +19,13 @@
 //! database errors (a full disk, an I/O error), which a group shares anyway;
 //! without a savepoint per job, a commit copies no page twice.
 //!
+//! A group of delivery jobs that may wait (records, releases) is held up to
+//! [`LINGER`] for company, until [`COMPANY`] jobs share it: a commit writes
+//! every page its group dirtied, and a record of the same few pages (the
+//! table's last leaf, each index's) costs less when many records share them.
+//! A claim or a durable job ends the wait at once: the claim because
+//! deliveries wait for it, the durable job because a client does.
+//!
 //! Checkpoints (copying the WAL back into the database file) stay SQLite's
 //! automatic ones, on the writer: only a checkpoint that ran with no write
 //! after it lets the next transaction restart the WAL from its beginning. A
@@ -27,16 +34,25 @@
 //! zero-fill (measured: half the writer's time).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::StoreError;
 
 /// The most jobs committed in one transaction.
 pub const MAX_GROUP: usize = 1024;
+
+/// How long a group of jobs that may wait is held for company. Short beside
+/// an HTTP attempt; long beside a commit of a few records.
+pub const LINGER: Duration = Duration::from_micros(500);
+
+/// How many jobs a group that may wait gathers before it commits anyway.
+pub const COMPANY: usize = 64;
 
 /// Whether a job must be on disk (fsync) before it is answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +73,9 @@ pub trait Job: Send {
     fn finish(self: Box<Self>, group: Result<(), &StoreError>);
     /// How durable its answer must be.
     fn durability(&self) -> Durability;
+    /// Whether its answer may wait up to [`LINGER`] for other jobs to share
+    /// its commit.
+    fn may_wait(&self) -> bool;
 }
 
 /// A closure and the channel its caller waits on.
@@ -65,6 +84,7 @@ pub struct ClosureJob<T, F> {
     result: Option<Result<T, StoreError>>,
     tx: oneshot::Sender<Result<T, StoreError>>,
     durability: Durability,
+    may_wait: bool,
 }
 
 impl<T, F> ClosureJob<T, F>
@@ -73,10 +93,12 @@ where
     F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
 {
     /// A job running `f`, boxed for the writer's queue, and the receiver of
-    /// its answer.
+    /// its answer. A job that `may_wait` (and is not [`Durability::Fsync`])
+    /// may be held up to [`LINGER`] for company.
     pub fn boxed(
         f: F,
         durability: Durability,
+        may_wait: bool,
     ) -> (Box<dyn Job>, oneshot::Receiver<Result<T, StoreError>>) {
         let (tx, rx) = oneshot::channel();
         let job = ClosureJob {
@@ -84,6 +106,7 @@ where
             result: None,
             tx,
             durability,
+            may_wait: may_wait && durability == Durability::Written,
         };
         (Box::new(job), rx)
     }
@@ -120,6 +143,10 @@ where
     fn durability(&self) -> Durability {
         self.durability
     }
+
+    fn may_wait(&self) -> bool {
+        self.may_wait
+    }
 }
 
 /// Transactions the writer committed and the jobs they held: their ratio is
@@ -139,22 +166,17 @@ pub struct CommitCounts {
 pub fn start(
     conn: Connection,
     counts: Arc<CommitCounts>,
-) -> Result<mpsc::UnboundedSender<Box<dyn Job>>, StoreError> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Box<dyn Job>>();
+) -> Result<Sender<Box<dyn Job>>, StoreError> {
+    let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
     thread::Builder::new()
         .name("sqlite-writer".into())
         .spawn(move || {
             let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_GROUP);
             let mut synchronous = None;
-            while let Some(first) = rx.blocking_recv() {
+            while let Ok(first) = rx.recv() {
                 group.push(first);
-                while group.len() < MAX_GROUP {
-                    match rx.try_recv() {
-                        Ok(job) => group.push(job),
-                        Err(_) => break,
-                    }
-                }
-                let start = std::time::Instant::now();
+                gather(&rx, &mut group);
+                let start = Instant::now();
                 counts.commits.fetch_add(1, Ordering::Relaxed);
                 counts.jobs.fetch_add(group.len() as u64, Ordering::Relaxed);
                 commit_group(&conn, &mut synchronous, group.drain(..));
@@ -164,6 +186,38 @@ pub fn start(
         })
         .map_err(|e| StoreError::Config(format!("cannot start the writer thread: {e}")))?;
     Ok(tx)
+}
+
+/// Adds the jobs waiting to `group`; if every job of it may wait, waits up
+/// to [`LINGER`] for more, until [`COMPANY`] or one that may not wait.
+fn gather(rx: &Receiver<Box<dyn Job>>, group: &mut Vec<Box<dyn Job>>) {
+    let take_waiting = |group: &mut Vec<Box<dyn Job>>| {
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+    };
+    take_waiting(group);
+    if !group.iter().all(|j| j.may_wait()) {
+        return;
+    }
+    let deadline = Instant::now() + LINGER;
+    while group.len() < COMPANY {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(job) => {
+                let urgent = !job.may_wait();
+                group.push(job);
+                if urgent {
+                    take_waiting(group);
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
+        }
+    }
 }
 
 /// Runs every job in one transaction and commits (with an fsync when one job
@@ -216,13 +270,14 @@ fn commit_group(
 mod tests {
     use super::*;
 
-    fn count(tx: &mpsc::UnboundedSender<Box<dyn Job>>) -> i64 {
+    fn count(tx: &Sender<Box<dyn Job>>) -> i64 {
         let (job, rx) = ClosureJob::boxed(
             |c: &Connection| {
                 c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
                     .map_err(|e| StoreError::Database(e.to_string()))
             },
             Durability::Written,
+            false,
         );
         tx.send(job).expect("send");
         rx.blocking_recv().expect("answer").expect("count")
@@ -254,16 +309,19 @@ mod tests {
                 Ok(())
             },
             Durability::Written,
+            false,
         );
         tx.send(blocker).expect("send");
         started_rx.recv().expect("writer started");
         let (good, good_rx) = ClosureJob::boxed(
             |c: &Connection| insert(c, "INSERT INTO t VALUES (1)"),
             Durability::Fsync,
+            false,
         );
         let (bad, bad_rx) = ClosureJob::boxed(
             |c: &Connection| insert(c, "INSERT INTO missing VALUES (1)"),
             Durability::Written,
+            true,
         );
         tx.send(good).expect("send");
         tx.send(bad).expect("send");
@@ -284,10 +342,66 @@ mod tests {
         let (again, again_rx) = ClosureJob::boxed(
             |c: &Connection| insert(c, "INSERT INTO t VALUES (2)"),
             Durability::Fsync,
+            false,
         );
         tx.send(again).expect("send");
         assert!(again_rx.blocking_recv().expect("answer").is_ok());
         assert_eq!(count(&tx), 1);
         assert_eq!(counts.jobs.load(Ordering::Relaxed), 6);
+    }
+
+    /// A job that may wait for company is answered even when none comes: the
+    /// wait ends after `LINGER`, and jobs queued together share one commit.
+    #[test]
+    fn jobs_that_may_wait_are_answered_alone_or_together() {
+        let conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch("CREATE TABLE t (x INTEGER)")
+            .expect("schema");
+        let counts = Arc::new(CommitCounts::default());
+        let tx = start(conn, Arc::clone(&counts)).expect("start");
+        let (lone, lone_rx) = ClosureJob::boxed(
+            |c: &Connection| insert(c, "INSERT INTO t VALUES (1)"),
+            Durability::Written,
+            true,
+        );
+        tx.send(lone).expect("send");
+        assert!(lone_rx.blocking_recv().expect("answer").is_ok());
+        assert_eq!(counts.commits.load(Ordering::Relaxed), 1);
+        // Hold the writer, queue three, let go: one group, one commit.
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+        let (blocker, blocked) = ClosureJob::boxed(
+            move |_: &Connection| {
+                let _ = started_tx.send(());
+                let _ = gate_rx.recv();
+                Ok(())
+            },
+            Durability::Written,
+            false,
+        );
+        tx.send(blocker).expect("send");
+        started_rx.recv().expect("writer started");
+        let answers: Vec<_> = (0..3)
+            .map(|i| {
+                let (job, rx) = ClosureJob::boxed(
+                    move |c: &Connection| insert(c, &format!("INSERT INTO t VALUES ({i})")),
+                    Durability::Written,
+                    true,
+                );
+                tx.send(job).expect("send");
+                rx
+            })
+            .collect();
+        gate_tx.send(()).expect("open the gate");
+        assert!(blocked.blocking_recv().expect("answer").is_ok());
+        for rx in answers {
+            assert!(rx.blocking_recv().expect("answer").is_ok());
+        }
+        assert_eq!(
+            counts.commits.load(Ordering::Relaxed),
+            3,
+            "lone, blocker, the three"
+        );
+        assert_eq!(count(&tx), 4);
     }
 }
