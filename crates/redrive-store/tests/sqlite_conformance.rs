@@ -86,3 +86,78 @@ async fn one_deliverer_per_file_and_its_leases_die_with_it() {
     ids.sort_unstable();
     assert_eq!(ids, ["01A", "01B"], "01A's lease died with the first store");
 }
+
+/// Claims run beside the writer, on their own connection: a claim must never
+/// take a message whose record it cannot see yet. Four workers claim and
+/// record deliveries at once; every message is claimed exactly once and
+/// every record lands. (The interleaving varies from run to run; a correct
+/// store passes every one.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_beside_the_writer_never_take_a_recorded_message() {
+    use redrive_store::conformance::{new_message, want};
+    use redrive_store::{AttemptRecord, NextState, Store};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    const N: usize = 2_000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("redrive.db")).expect("open");
+    let batch: Vec<_> = (0..N)
+        .map(|i| new_message(&format!("01M{i:05}"), "crm", &format!("k{i}"), 0))
+        .collect();
+    store.enqueue(batch).await.expect("enqueue");
+
+    let claimed = Arc::new(AtomicUsize::new(0));
+    let recorded = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (store, claimed, recorded) =
+                (store.clone(), Arc::clone(&claimed), Arc::clone(&recorded));
+            tokio::spawn(async move {
+                let mut records = Vec::new();
+                for round in 0..100_000 {
+                    if recorded.load(Ordering::SeqCst) == N {
+                        break;
+                    }
+                    let lease = format!("w{w}-{round}");
+                    let got = store
+                        .claim(1, want("crm", 8), lease.clone(), i64::MAX / 2)
+                        .await
+                        .expect("claim");
+                    claimed.fetch_add(got.len(), Ordering::SeqCst);
+                    for c in got {
+                        let (store, recorded, lease) =
+                            (store.clone(), Arc::clone(&recorded), lease.clone());
+                        records.push(tokio::spawn(async move {
+                            let ok = store
+                                .record(
+                                    c.message.id.clone(),
+                                    lease,
+                                    AttemptRecord::default(),
+                                    NextState::Delivered,
+                                    2,
+                                )
+                                .await
+                                .expect("record");
+                            assert!(ok, "the holder's record of {} lands", c.message.id);
+                            recorded.fetch_add(1, Ordering::SeqCst);
+                        }));
+                    }
+                    tokio::task::yield_now().await;
+                }
+                for r in records {
+                    r.await.expect("record task");
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.expect("worker");
+    }
+    assert_eq!(recorded.load(Ordering::SeqCst), N);
+    assert_eq!(
+        claimed.load(Ordering::SeqCst),
+        N,
+        "each message claimed once: none taken again after its record"
+    );
+}

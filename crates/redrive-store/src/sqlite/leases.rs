@@ -10,6 +10,14 @@
 //!
 //! While leased, a message's due time is its lease's end, as when the lease
 //! was a column: a claim skips it until then, and after then takes it over.
+//!
+//! Claims run on their own connection, beside the writer, so a lease may end
+//! only once what ended it is committed: a record or release first *spends*
+//! the lease (its fence, on the writer), and its caller *ends* it after the
+//! commit. A claim reads a snapshot of the database and then checks the
+//! leases; a lease ended between the two would let it take a message whose
+//! record it cannot see. So while a claim runs, ends wait in a queue and are
+//! applied when it finishes.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
@@ -29,6 +37,9 @@ pub struct Lease {
     /// The message's row, so a record finds it without the id index.
     pub rowid: i64,
     destination: String,
+    /// A record or release used it (not committed yet): it fences off
+    /// another, and still holds the message.
+    spent: bool,
 }
 
 /// Every lease this process holds, by message id.
@@ -36,6 +47,10 @@ pub struct Lease {
 pub struct Leases {
     by_id: HashMap<String, Lease>,
     per_destination: HashMap<String, usize>,
+    /// A claim is between its snapshot and its check.
+    claiming: bool,
+    /// Leases ended while a claim ran: `(id, token)`.
+    ended: Vec<(String, String)>,
 }
 
 impl Leases {
@@ -68,6 +83,7 @@ impl Leases {
             until,
             rowid,
             destination: destination.to_owned(),
+            spent: false,
         };
         if let Some(old) = self.by_id.insert(id, lease) {
             self.forget(&old.destination);
@@ -78,16 +94,50 @@ impl Leases {
             .or_insert(0) += 1;
     }
 
-    /// Ends `id`'s lease if `token` holds it, and returns it; `None` (and
-    /// nothing changes) for any other token: the fence of records and
-    /// releases.
-    pub fn take(&mut self, id: &str, token: &str) -> Option<Lease> {
-        if self.by_id.get(id)?.token != token {
+    /// The fence of records and releases: spends `id`'s lease if `token`
+    /// holds it and has not spent it, and returns the message's row; `None`
+    /// (and nothing changes) otherwise. The message stays leased until
+    /// [`Leases::end`].
+    pub fn spend(&mut self, id: &str, token: &str) -> Option<i64> {
+        let lease = self.by_id.get_mut(id)?;
+        if lease.token != token || lease.spent {
             return None;
         }
-        let lease = self.by_id.remove(id)?;
-        self.forget(&lease.destination);
-        Some(lease)
+        lease.spent = true;
+        Some(lease.rowid)
+    }
+
+    /// Ends `id`'s lease if `token` holds it: called once the record or
+    /// release that spent it is committed (or failed). Waits for a running
+    /// claim to finish.
+    pub fn end(&mut self, id: String, token: String) {
+        if self.claiming {
+            self.ended.push((id, token));
+        } else {
+            self.remove(&id, &token);
+        }
+    }
+
+    fn remove(&mut self, id: &str, token: &str) {
+        if self.by_id.get(id).is_some_and(|l| l.token == token) {
+            if let Some(lease) = self.by_id.remove(id) {
+                self.forget(&lease.destination);
+            }
+        }
+    }
+
+    /// A claim takes its snapshot next: from now on, ends wait for it.
+    pub fn begin_claim(&mut self) {
+        self.claiming = true;
+    }
+
+    /// The claim has checked and granted its leases: apply the ends that
+    /// waited.
+    pub fn finish_claim(&mut self) {
+        self.claiming = false;
+        for (id, token) in std::mem::take(&mut self.ended) {
+            self.remove(&id, &token);
+        }
     }
 
     fn forget(&mut self, destination: &str) {

@@ -159,6 +159,9 @@ type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 pub struct SqliteStore {
     writer: std::sync::mpsc::Sender<Box<dyn Job>>,
     reader: mpsc::UnboundedSender<ReadJob>,
+    /// Claims, on their own connection: a slow read (a report) does not
+    /// hold deliveries up, nor does the writer's group.
+    claimer: mpsc::UnboundedSender<ReadJob>,
     path: PathBuf,
     commits: Arc<CommitCounts>,
     leases: Arc<Mutex<Leases>>,
@@ -175,21 +178,14 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let write_conn = connect(path)?;
         migrate(&write_conn)?;
-        let read_conn = connect(path)?;
         let commits = Arc::new(CommitCounts::default());
         let writer = writer::start(write_conn, Arc::clone(&commits))?;
-        let (reader, mut read_rx) = mpsc::unbounded_channel::<ReadJob>();
-        thread::Builder::new()
-            .name("sqlite-reader".into())
-            .spawn(move || {
-                while let Some(job) = read_rx.blocking_recv() {
-                    job(&read_conn);
-                }
-            })
-            .map_err(|e| StoreError::Config(format!("cannot start the reader thread: {e}")))?;
+        let reader = start_reader("sqlite-reader", connect(path)?)?;
+        let claimer = start_reader("sqlite-claimer", connect(path)?)?;
         Ok(SqliteStore {
             writer,
             reader,
+            claimer,
             path: path.to_path_buf(),
             commits,
             leases: Arc::default(),
@@ -244,16 +240,7 @@ impl SqliteStore {
         durability: Durability,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.write_job(durability, true, f).await
-    }
-
-    async fn write_job<T: Send + 'static>(
-        &self,
-        durability: Durability,
-        may_wait: bool,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let (job, rx) = ClosureJob::boxed(f, durability, may_wait);
+        let (job, rx) = ClosureJob::boxed(f, durability);
         self.writer.send(job).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -269,6 +256,23 @@ impl SqliteStore {
         self.reader.send(job).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
+}
+
+/// A thread running read jobs on `conn`, one at a time.
+fn start_reader(
+    name: &str,
+    conn: Connection,
+) -> Result<mpsc::UnboundedSender<ReadJob>, StoreError> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<ReadJob>();
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            while let Some(job) = rx.blocking_recv() {
+                job(&conn);
+            }
+        })
+        .map_err(|e| StoreError::Config(format!("cannot start the {name} thread: {e}")))?;
+    Ok(tx)
 }
 
 fn connect(path: &Path) -> Result<Connection, StoreError> {
@@ -403,6 +407,83 @@ fn redrive_ids(conn: &Connection, ids: &[String], now: i64) -> Result<Vec<String
     Ok(done)
 }
 
+/// A claim, in one read transaction (one snapshot): per destination, its due
+/// entries oldest first, straight off the index (`INDEXED BY`: the planner
+/// might otherwise take the (state, destination, id) index and sort), leased
+/// ones skipped. Leased messages keep their place at the front of the index,
+/// so it reads as many entries more as the destination has leases.
+fn claim_due(
+    conn: &Connection,
+    leases: &Mutex<Leases>,
+    now: i64,
+    want: &[(String, usize)],
+    lease: &str,
+    lease_until: i64,
+) -> Result<Vec<Claimed>, StoreError> {
+    let tx = conn.unchecked_transaction().map_err(db)?;
+    let mut due = tx
+        .prepare_cached(
+            "SELECT rowid, id FROM messages INDEXED BY messages_due_by_destination \
+             WHERE state = 'pending' AND destination = ?1 AND next_attempt_at <= ?2 \
+             ORDER BY next_attempt_at, id LIMIT ?3",
+        )
+        .map_err(db)?;
+    let mut picked: Vec<(i64, String)> = Vec::new();
+    for (destination, n) in want.iter().filter(|(_, n)| *n > 0) {
+        let extra = lock(leases).held_for(destination);
+        let limit = i64::try_from(n.saturating_add(extra)).unwrap_or(i64::MAX);
+        let candidates = due
+            .query_map(params![destination, now, limit], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(db)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db)?;
+        let mut leases = lock(leases);
+        let mut taken = 0;
+        for (rowid, id) in candidates {
+            if taken == *n {
+                break;
+            }
+            if leases.is_held(&id, now) {
+                continue;
+            }
+            leases.grant(id.clone(), destination, rowid, lease, lease_until);
+            picked.push((rowid, id));
+            taken += 1;
+        }
+    }
+    let mut read = tx
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM messages WHERE rowid = ?1"))
+        .map_err(db)?;
+    let mut out = Vec::with_capacity(picked.len());
+    let mut failed = None;
+    for (rowid, _) in &picked {
+        match read.query_row([rowid], message_from_row) {
+            Ok(mut message) => {
+                lock(leases).show(&mut message);
+                out.push(Claimed {
+                    message,
+                    lease: lease.to_owned(),
+                });
+            }
+            Err(e) => {
+                failed = Some(db(e));
+                break;
+            }
+        }
+    }
+    if let Some(e) = failed {
+        // Nothing of this claim is delivered: its leases end.
+        let mut leases = lock(leases);
+        for (_, id) in picked {
+            leases.end(id, lease.to_owned());
+        }
+        return Err(e);
+    }
+    Ok(out)
+}
+
 impl Store for SqliteStore {
     async fn enqueue(&self, batch: Vec<NewMessage>) -> Result<Vec<Enqueued>, StoreError> {
         let leases = Arc::clone(&self.leases);
@@ -466,56 +547,17 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Claimed>, StoreError> {
         self.delivery.take()?;
         let leases = Arc::clone(&self.leases);
-        // On the writer, so that a claim sees every record before it, even
-        // one not committed yet. It writes nothing: the leases are noted in
-        // memory. Deliveries wait for it: it does not wait for company.
-        self.write_job(Durability::Written, false, move |conn| {
-            let mut leases = lock(&leases);
-            // Per destination, its due entries oldest first, straight off the
-            // index (`INDEXED BY`: the planner might otherwise take the
-            // (state, destination, id) index and sort), leased ones skipped:
-            // they keep their place at the front, so read as many more.
-            let mut due = conn
-                .prepare_cached(
-                    "SELECT rowid, id FROM messages INDEXED BY messages_due_by_destination \
-                     WHERE state = 'pending' AND destination = ?1 AND next_attempt_at <= ?2 \
-                     ORDER BY next_attempt_at, id LIMIT ?3",
-                )
-                .map_err(db)?;
-            let mut picked: Vec<(i64, String)> = Vec::new();
-            for (destination, n) in want.iter().filter(|(_, n)| *n > 0) {
-                let limit = i64::try_from(n.saturating_add(leases.held_for(destination)))
-                    .unwrap_or(i64::MAX);
-                let mut rows = due.query(params![destination, now, limit]).map_err(db)?;
-                let mut taken = 0;
-                while let Some(row) = rows.next().map_err(db)? {
-                    let id: String = row.get(1).map_err(db)?;
-                    if leases.is_held(&id, now) {
-                        continue;
-                    }
-                    picked.push((row.get(0).map_err(db)?, id));
-                    taken += 1;
-                    if taken == *n {
-                        break;
-                    }
-                }
-            }
-            let mut read = conn
-                .prepare_cached(&format!("SELECT {COLUMNS} FROM messages WHERE rowid = ?1"))
-                .map_err(db)?;
-            let mut out = Vec::with_capacity(picked.len());
-            for (rowid, id) in picked {
-                let mut message = read.query_row([rowid], message_from_row).map_err(db)?;
-                leases.grant(id, &message.destination, rowid, &lease, lease_until);
-                leases.show(&mut message);
-                out.push(Claimed {
-                    message,
-                    lease: lease.clone(),
-                });
-            }
-            Ok(out)
-        })
-        .await
+        // On the claimer's own connection, beside the writer: a claim writes
+        // nothing, and deliveries wait for it, not for the writer's group.
+        let (tx, rx) = oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            lock(&leases).begin_claim();
+            let result = claim_due(conn, &leases, now, &want, &lease, lease_until);
+            lock(&leases).finish_claim();
+            let _ = tx.send(result);
+        });
+        self.claimer.send(job).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn pending_destinations(&self) -> Result<Vec<String>, StoreError> {
@@ -531,11 +573,14 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<bool, StoreError> {
         let leases = Arc::clone(&self.leases);
-        self.write_as(Durability::Written, move |conn| {
-            // The fence: only the lease's holder records, once. Should the
-            // group fail, the message is due again at once (at least once).
-            let Some(held) = lock(&leases).take(&id, &lease) else {
-                return Ok(false);
+        let fence = Arc::clone(&self.leases);
+        let ended = (id.clone(), lease.clone());
+        let outcome = self.write_as(Durability::Written, move |conn| {
+            // The fence: only the lease's holder records, once. The lease
+            // ends once the record is committed (below): until then the
+            // message stays leased, so no claim takes it.
+            let Some(rowid) = lock(&fence).spend(&id, &lease) else {
+                return Ok((false, false));
             };
             let (state, reason, next_at) = match &next {
                 NextState::Delivered => ("delivered", None, None),
@@ -550,13 +595,13 @@ impl Store for SqliteStore {
                      RETURNING total_attempts, cycle, attempts",
                 )
                 .map_err(db)?
-                .query_row(params![state, reason, attempt.class, next_at, now, held.rowid, id], |r| {
+                .query_row(params![state, reason, attempt.class, next_at, now, rowid, id], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
                 .optional()
                 .map_err(db)?;
             let Some((n, cycle, in_cycle)) = counters else {
-                return Ok(false);
+                return Ok((false, true));
             };
             conn.prepare_cached(
                 "INSERT INTO attempts (message_id, n, cycle, attempt, started_at, latency_ms, status, transport, \
@@ -582,30 +627,53 @@ impl Store for SqliteStore {
                 attempt.link_identities
             ])
             .map_err(db)?;
-            Ok(true)
+            Ok((true, true))
         })
-        .await
+        .await;
+        match outcome {
+            Ok((recorded, spent)) => {
+                if spent {
+                    lock(&leases).end(ended.0, ended.1);
+                }
+                Ok(recorded)
+            }
+            // Rolled back: the message is pending again, and due at once.
+            Err(e) => {
+                lock(&leases).end(ended.0, ended.1);
+                Err(e)
+            }
+        }
     }
 
     async fn release(&self, given: Vec<(String, String)>, due_at: i64) -> Result<u64, StoreError> {
         let leases = Arc::clone(&self.leases);
-        self.write_as(Durability::Written, move |conn| {
-            let mut leases = lock(&leases);
-            let mut stmt = conn
-                .prepare_cached(
-                    "UPDATE messages SET lease = NULL, next_attempt_at = ?3 \
-                     WHERE rowid = ?1 AND id = ?2 AND state = 'pending'",
-                )
-                .map_err(db)?;
-            let mut n = 0;
-            for (id, token) in &given {
-                if let Some(held) = leases.take(id, token) {
-                    n += stmt.execute(params![held.rowid, id, due_at]).map_err(db)? as u64;
+        let fence = Arc::clone(&self.leases);
+        let ended = given.clone();
+        let outcome = self
+            .write_as(Durability::Written, move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "UPDATE messages SET lease = NULL, next_attempt_at = ?3 \
+                         WHERE rowid = ?1 AND id = ?2 AND state = 'pending'",
+                    )
+                    .map_err(db)?;
+                let mut n = 0;
+                for (id, token) in &given {
+                    let Some(rowid) = lock(&fence).spend(id, token) else {
+                        continue;
+                    };
+                    n += stmt.execute(params![rowid, id, due_at]).map_err(db)? as u64;
                 }
-            }
-            Ok(n)
-        })
-        .await
+                Ok(n)
+            })
+            .await;
+        // Committed or rolled back, the leases end (only those the tokens
+        // hold): the messages are due at `due_at`, or at once.
+        let mut leases = lock(&leases);
+        for (id, token) in ended {
+            leases.end(id, token);
+        }
+        outcome
     }
 
     async fn next_due(&self) -> Result<Option<i64>, StoreError> {

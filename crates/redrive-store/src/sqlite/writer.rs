@@ -23,8 +23,8 @@
 //! [`LINGER`] for company, until [`COMPANY`] jobs share it: a commit writes
 //! every page its group dirtied, and a record of the same few pages (the
 //! table's last leaf, each index's) costs less when many records share them.
-//! A claim or a durable job ends the wait at once: the claim because
-//! deliveries wait for it, the durable job because a client does.
+//! A durable job ends the wait at once: a client waits for it. (Claims do
+//! not come here: they write nothing, and run on their own connection.)
 //!
 //! Checkpoints (copying the WAL back into the database file) stay SQLite's
 //! automatic ones, on the writer: only a checkpoint that ran with no write
@@ -84,7 +84,6 @@ pub struct ClosureJob<T, F> {
     result: Option<Result<T, StoreError>>,
     tx: oneshot::Sender<Result<T, StoreError>>,
     durability: Durability,
-    may_wait: bool,
 }
 
 impl<T, F> ClosureJob<T, F>
@@ -93,12 +92,11 @@ where
     F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
 {
     /// A job running `f`, boxed for the writer's queue, and the receiver of
-    /// its answer. A job that `may_wait` (and is not [`Durability::Fsync`])
-    /// may be held up to [`LINGER`] for company.
+    /// its answer. A delivery job ([`Durability::Written`]) may be held up to
+    /// [`LINGER`] for company.
     pub fn boxed(
         f: F,
         durability: Durability,
-        may_wait: bool,
     ) -> (Box<dyn Job>, oneshot::Receiver<Result<T, StoreError>>) {
         let (tx, rx) = oneshot::channel();
         let job = ClosureJob {
@@ -106,7 +104,6 @@ where
             result: None,
             tx,
             durability,
-            may_wait: may_wait && durability == Durability::Written,
         };
         (Box::new(job), rx)
     }
@@ -145,7 +142,7 @@ where
     }
 
     fn may_wait(&self) -> bool {
-        self.may_wait
+        self.durability == Durability::Written
     }
 }
 
@@ -277,7 +274,6 @@ mod tests {
                     .map_err(|e| StoreError::Database(e.to_string()))
             },
             Durability::Written,
-            false,
         );
         tx.send(job).expect("send");
         rx.blocking_recv().expect("answer").expect("count")
@@ -309,19 +305,16 @@ mod tests {
                 Ok(())
             },
             Durability::Written,
-            false,
         );
         tx.send(blocker).expect("send");
         started_rx.recv().expect("writer started");
         let (good, good_rx) = ClosureJob::boxed(
             |c: &Connection| insert(c, "INSERT INTO t VALUES (1)"),
             Durability::Fsync,
-            false,
         );
         let (bad, bad_rx) = ClosureJob::boxed(
             |c: &Connection| insert(c, "INSERT INTO missing VALUES (1)"),
             Durability::Written,
-            true,
         );
         tx.send(good).expect("send");
         tx.send(bad).expect("send");
@@ -342,7 +335,6 @@ mod tests {
         let (again, again_rx) = ClosureJob::boxed(
             |c: &Connection| insert(c, "INSERT INTO t VALUES (2)"),
             Durability::Fsync,
-            false,
         );
         tx.send(again).expect("send");
         assert!(again_rx.blocking_recv().expect("answer").is_ok());
@@ -362,7 +354,6 @@ mod tests {
         let (lone, lone_rx) = ClosureJob::boxed(
             |c: &Connection| insert(c, "INSERT INTO t VALUES (1)"),
             Durability::Written,
-            true,
         );
         tx.send(lone).expect("send");
         assert!(lone_rx.blocking_recv().expect("answer").is_ok());
@@ -377,7 +368,6 @@ mod tests {
                 Ok(())
             },
             Durability::Written,
-            false,
         );
         tx.send(blocker).expect("send");
         started_rx.recv().expect("writer started");
@@ -386,7 +376,6 @@ mod tests {
                 let (job, rx) = ClosureJob::boxed(
                     move |c: &Connection| insert(c, &format!("INSERT INTO t VALUES ({i})")),
                     Durability::Written,
-                    true,
                 );
                 tx.send(job).expect("send");
                 rx
