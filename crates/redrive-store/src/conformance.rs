@@ -617,7 +617,10 @@ pub async fn purge_keeps_parked_and_pending<S: Store>(s: S) {
     }
     enqueue_one(&s, new_message("01P", "crm", "kp", 0)).await;
     let attempts = |counts: Vec<(i64, String, u64)>| counts.iter().map(|c| c.2).sum::<u64>();
-    assert_eq!(attempts(s.attempt_counts(0, 1_000).await.expect("counts")), 2);
+    assert_eq!(
+        attempts(s.attempt_counts(0, 1_000).await.expect("counts")),
+        2
+    );
     assert_eq!(s.purge(1_000_000).await.expect("purge"), 1);
     assert!(s.get("010".into()).await.expect("get").is_none());
     assert!(s.get("011".into()).await.expect("get").is_some());

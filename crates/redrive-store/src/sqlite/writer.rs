@@ -279,6 +279,29 @@ mod tests {
         rx.blocking_recv().expect("answer").expect("count")
     }
 
+    /// Sends a job that holds the writer until the returned gate is sent
+    /// to; returns once the writer runs it.
+    fn hold(
+        tx: &Sender<Box<dyn Job>>,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        oneshot::Receiver<Result<(), StoreError>>,
+    ) {
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+        let (blocker, blocked) = ClosureJob::boxed(
+            move |_: &Connection| {
+                let _ = started_tx.send(());
+                let _ = gate_rx.recv();
+                Ok(())
+            },
+            Durability::Written,
+        );
+        tx.send(blocker).expect("send");
+        started_rx.recv().expect("writer started");
+        (gate_tx, blocked)
+    }
+
     fn insert(c: &Connection, sql: &str) -> Result<(), StoreError> {
         c.execute(sql, [])
             .map(|_| ())
@@ -296,18 +319,7 @@ mod tests {
         let tx = start(conn, Arc::clone(&counts)).expect("start");
         // Hold the writer in a first group until both jobs below are queued,
         // so they land in the same group.
-        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
-        let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
-        let (blocker, blocked) = ClosureJob::boxed(
-            move |_: &Connection| {
-                let _ = started_tx.send(());
-                let _ = gate_rx.recv();
-                Ok(())
-            },
-            Durability::Written,
-        );
-        tx.send(blocker).expect("send");
-        started_rx.recv().expect("writer started");
+        let (gate_tx, blocked) = hold(&tx);
         let (good, good_rx) = ClosureJob::boxed(
             |c: &Connection| insert(c, "INSERT INTO t VALUES (1)"),
             Durability::Fsync,
@@ -359,18 +371,7 @@ mod tests {
         assert!(lone_rx.blocking_recv().expect("answer").is_ok());
         assert_eq!(counts.commits.load(Ordering::Relaxed), 1);
         // Hold the writer, queue three, let go: one group, one commit.
-        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
-        let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
-        let (blocker, blocked) = ClosureJob::boxed(
-            move |_: &Connection| {
-                let _ = started_tx.send(());
-                let _ = gate_rx.recv();
-                Ok(())
-            },
-            Durability::Written,
-        );
-        tx.send(blocker).expect("send");
-        started_rx.recv().expect("writer started");
+        let (gate_tx, blocked) = hold(&tx);
         let answers: Vec<_> = (0..3)
             .map(|i| {
                 let (job, rx) = ClosureJob::boxed(
