@@ -231,3 +231,33 @@ fn serve_refuses_a_bad_configuration_in_one_line() {
         "no database was created"
     );
 }
+
+/// One `redrive serve` delivers from a SQLite file: a second one on the same
+/// file refuses to start, in one line, and the first goes on.
+#[test]
+fn a_second_serve_on_the_same_sqlite_file_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("redrive.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://redrive.db\"\napi_tokens = [\"{TOKEN}\"]\n\
+             [destinations.crm]\nurl = \"http://127.0.0.1:9\"\npolicy = \"standard\"\n"
+        ),
+    )
+    .expect("config");
+    let first = start(dir.path());
+    let second = Command::new(env!("CARGO_BIN_EXE_redrive"))
+        .args(["serve", "--config", "redrive.toml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(second.status.code(), Some(2), "{}", text(&second));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("another redrive is delivering from this SQLite database"),
+        "{err}"
+    );
+    let (status, _) = request(&first.addr, "GET", "/v1/messages", None, "").expect("answer");
+    assert_eq!(status, 200, "the first server still answers");
+}

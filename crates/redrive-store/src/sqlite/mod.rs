@@ -207,6 +207,13 @@ impl SqliteStore {
         SqliteStore::open(Path::new(path))
     }
 
+    /// Makes this store the deliverer of its file now rather than at its
+    /// first claim, so that `redrive serve` refuses to start beside another
+    /// (one process delivers from a SQLite file: its leases are in memory).
+    pub fn take_delivery_lock(&self) -> Result<(), StoreError> {
+        self.delivery.take()
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path

@@ -60,6 +60,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         } else {
             let store =
                 SqliteStore::open_url(&config.database).map_err(|e| anyhow::anyhow!("{e}"))?;
+            store
+                .take_delivery_lock()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             redrive_server::serve(config, store, super::signal::shutdown(), announce).await?;
         }
         Ok::<_, anyhow::Error>(())
