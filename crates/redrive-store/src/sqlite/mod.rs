@@ -473,7 +473,9 @@ fn claim_due(
     for (rowid, _) in &picked {
         match read.query_row([rowid], message_from_row) {
             Ok(mut message) => {
-                lock(leases).show(&mut message);
+                // Just leased: shown as `Leases::show` would, without its lock.
+                message.leased = true;
+                message.next_attempt_at = Some(lease_until);
                 out.push(Claimed {
                     message,
                     lease: lease.to_owned(),
