@@ -69,6 +69,36 @@ pub struct NewMessage {
     pub created_at: i64,
 }
 
+impl NewMessage {
+    /// The message as an enqueue stores it: pending, due at once, in its
+    /// first cycle. A store that inserts a row builds the answer from this
+    /// rather than reading the row back.
+    pub fn into_pending(self) -> Message {
+        Message {
+            id: self.id,
+            destination: self.destination,
+            method: self.method,
+            path: self.path,
+            headers: self.headers,
+            body: self.body,
+            idempotency_key: self.idempotency_key,
+            request_hash: self.request_hash,
+            marked_idempotent: self.marked_idempotent,
+            state: MessageState::Pending,
+            park_reason: None,
+            last_class: None,
+            attempts: 0,
+            total_attempts: 0,
+            cycle: 1,
+            cycle_started_at: self.created_at,
+            next_attempt_at: Some(self.created_at),
+            leased: false,
+            created_at: self.created_at,
+            updated_at: self.created_at,
+        }
+    }
+}
+
 /// What an enqueue did.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Enqueued {

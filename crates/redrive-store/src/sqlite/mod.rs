@@ -503,38 +503,36 @@ impl Store for SqliteStore {
         let leases = Arc::clone(&self.leases);
         self.write(move |conn| {
             let mut out = Vec::with_capacity(batch.len());
-            // RETURNING: a new message comes back from the insert itself;
-            // only a duplicate key costs a second lookup.
+            // No RETURNING: SQLite runs a statement with RETURNING through an
+            // ephemeral table and a statement journal (a copy of every page
+            // it touches), which cost more than the insert. A new message is
+            // what was inserted; only a duplicate key costs a lookup.
             let mut insert = conn
-                .prepare_cached(&format!(
+                .prepare_cached(
                     "INSERT INTO messages (id, destination, method, path, headers, body, idempotency_key, \
                      request_hash, marked_idempotent, state, cycle_started_at, next_attempt_at, created_at, updated_at) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?10, ?10, ?10) \
-                     ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}"
-                ))
+                     ON CONFLICT (idempotency_key) DO NOTHING",
+                )
                 .map_err(db)?;
             for m in batch {
                 let headers = serde_json::to_string(&m.headers).map_err(|e| StoreError::Database(e.to_string()))?;
-                let created = insert
-                    .query_row(
-                        params![
-                            m.id,
-                            m.destination,
-                            m.method,
-                            m.path,
-                            headers,
-                            m.body,
-                            m.idempotency_key,
-                            m.request_hash,
-                            m.marked_idempotent,
-                            m.created_at
-                        ],
-                        message_from_row,
-                    )
-                    .optional()
+                let inserted = insert
+                    .execute(params![
+                        m.id,
+                        m.destination,
+                        m.method,
+                        m.path,
+                        headers,
+                        m.body,
+                        m.idempotency_key,
+                        m.request_hash,
+                        m.marked_idempotent,
+                        m.created_at
+                    ])
                     .map_err(db)?;
-                if let Some(stored) = created {
-                    out.push(Enqueued::Created(stored));
+                if inserted == 1 {
+                    out.push(Enqueued::Created(m.into_pending()));
                     continue;
                 }
                 let mut stored = get_by_key(conn, &m.idempotency_key)
@@ -601,19 +599,26 @@ impl Store for SqliteStore {
                 NextState::Retry { at } => ("pending", None, Some(*at)),
                 NextState::Parked { reason } => ("parked", Some(reason.as_str()), None),
             };
-            let counters: Option<(u32, u32, u32)> = conn
+            // No RETURNING (see `enqueue`): the update, then its counters
+            // read back from the row it just wrote.
+            let updated = conn
                 .prepare_cached(
                     "UPDATE messages SET state = ?1, park_reason = ?2, last_class = ?3, attempts = attempts + 1, \
                      total_attempts = total_attempts + 1, next_attempt_at = ?4, lease = NULL, updated_at = ?5 \
-                     WHERE rowid = ?6 AND id = ?7 AND state = 'pending' \
-                     RETURNING total_attempts, cycle, attempts",
+                     WHERE rowid = ?6 AND id = ?7 AND state = 'pending'",
                 )
                 .map_err(db)?
-                .query_row(params![state, reason, attempt.class, next_at, now, rowid, id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()
+                .execute(params![state, reason, attempt.class, next_at, now, rowid, id])
                 .map_err(db)?;
+            let counters: Option<(u32, u32, u32)> = if updated == 1 {
+                conn.prepare_cached("SELECT total_attempts, cycle, attempts FROM messages WHERE rowid = ?1")
+                    .map_err(db)?
+                    .query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+                    .map_err(db)?
+            } else {
+                None
+            };
             let Some((n, cycle, in_cycle)) = counters else {
                 return Ok((false, true));
             };
