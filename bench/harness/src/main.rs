@@ -28,6 +28,11 @@ use redrive_mock::{MockServer, Scenario};
 use redrive_store::{NewMessage, SqliteStore, Store};
 use tokio::sync::watch;
 
+/// The allocator the `redrive` binary uses, so that the engine is measured as
+/// it ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The harness's options.
 #[derive(Parser, Debug)]
 #[command(about = "redrive end-to-end benchmarks; prints one table")]
