@@ -366,8 +366,10 @@ impl<S: Store> Engine<S> {
     /// It asks each destination for what its claim window has room for, and
     /// nothing for one whose circuit is open: the store then reads only rows
     /// it takes, however large the backlog held back. A window is refilled
-    /// once a quarter of it is free, so claims come in batches rather than
-    /// one per finished attempt.
+    /// once half of it is free, so claims come in batches rather than one per
+    /// finished attempt: a SQLite claim reads past every message still leased
+    /// (in flight, or waiting for its record's commit), so each claim costs
+    /// about as much however few it takes.
     async fn claim_round(&self) -> Round {
         let inner = &self.inner;
         let mut room = inner
@@ -388,7 +390,7 @@ impl<S: Store> Engine<S> {
                 continue;
             };
             let free = d.window.available_permits();
-            if room == 0 || free < (d.window_size / 4).max(1) || d.breaker().blocks_claims(now) {
+            if room == 0 || free < (d.window_size / 2).max(1) || d.breaker().blocks_claims(now) {
                 continue;
             }
             let take = free.min(room);
