@@ -11,6 +11,8 @@
 //! at that backlog, not while it drains. A second case enqueues 64 messages
 //! at once, as concurrent API requests do. The database is a real file with
 //! `synchronous = FULL`: every commit is an fsync, as in production.
+//! A third case asks for the stats (counts by destination and state, the
+//! oldest due time) at each backlog size.
 //! `REDRIVE_BENCH_DIR=/dev/shm` puts it on tmpfs, where an fsync costs
 //! nothing: what is left is the CPU cost. `REDRIVE_BENCH_BACKLOGS=100000`
 //! runs one backlog size.
@@ -130,6 +132,14 @@ fn bench(c: &mut Criterion) {
                 })
             },
         );
+        // What the gauges and the dashboard ask every few seconds.
+        group.throughput(Throughput::Elements(1));
+        group.bench_with_input(
+            BenchmarkId::new("stats", format!("{backlog} pending")),
+            &backlog,
+            |b, _| b.iter(|| rt.block_on(store.stats(NOW)).expect("stats")),
+        );
+        group.throughput(Throughput::Elements(BATCH as u64));
         let after = store.commit_counts();
         eprintln!(
             "{backlog} pending: {:.1} jobs per commit",

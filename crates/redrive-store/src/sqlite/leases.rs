@@ -95,16 +95,16 @@ impl Leases {
     }
 
     /// The fence of records and releases: spends `id`'s lease if `token`
-    /// holds it and has not spent it, and returns the message's row; `None`
-    /// (and nothing changes) otherwise. The message stays leased until
-    /// [`Leases::end`].
-    pub fn spend(&mut self, id: &str, token: &str) -> Option<i64> {
+    /// holds it and has not spent it, and returns the message's row and
+    /// destination; `None` (and nothing changes) otherwise. The message
+    /// stays leased until [`Leases::end`].
+    pub fn spend(&mut self, id: &str, token: &str) -> Option<(i64, &str)> {
         let lease = self.by_id.get_mut(id)?;
         if lease.token != token || lease.spent {
             return None;
         }
         lease.spent = true;
-        Some(lease.rowid)
+        Some((lease.rowid, lease.destination.as_str()))
     }
 
     /// Ends `id`'s lease if `token` holds it: called once the record or

@@ -6,6 +6,7 @@
 //! connection serves reads (WAL lets them run beside the writer). Leases live
 //! in memory (see [`leases`]): one process delivers from a SQLite file.
 
+mod counts;
 mod leases;
 mod writer;
 
@@ -23,6 +24,7 @@ use crate::model::{
 };
 use crate::{Store, StoreError};
 
+use counts::{Counts, Delta};
 use leases::{lock, DeliveryLock, Leases};
 use writer::{ClosureJob, Job};
 pub use writer::{CommitCounts, Durability, MAX_GROUP};
@@ -166,6 +168,8 @@ pub struct SqliteStore {
     commits: Arc<CommitCounts>,
     leases: Arc<Mutex<Leases>>,
     delivery: Arc<DeliveryLock>,
+    /// Messages per destination and state, moved by the writer's commits.
+    counts: Arc<Mutex<Counts>>,
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -178,6 +182,7 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let write_conn = connect(path)?;
         migrate(&write_conn)?;
+        let counts = Arc::new(Mutex::new(Counts::load(&write_conn)?));
         let commits = Arc::new(CommitCounts::default());
         let writer = writer::start(write_conn, Arc::clone(&commits))?;
         let reader = start_reader("sqlite-reader", connect(path)?)?;
@@ -190,6 +195,7 @@ impl SqliteStore {
             commits,
             leases: Arc::default(),
             delivery: Arc::new(DeliveryLock::new(path)),
+            counts,
         })
     }
 
@@ -232,14 +238,6 @@ impl SqliteStore {
         self.commits.busy_ns.load(Ordering::Relaxed) as f64 / 1e9
     }
 
-    /// Runs `f` on the writer, in the next group, answered once durable.
-    async fn write<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        self.write_as(Durability::Fsync, f).await
-    }
-
     /// Runs `f` on the writer, answered once its group is `durability`; a
     /// delivery job ([`Durability::Written`]) may wait for company.
     async fn write_as<T: Send + 'static>(
@@ -250,6 +248,31 @@ impl SqliteStore {
         let (job, rx) = ClosureJob::boxed(f, durability);
         self.writer.send(job).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on the writer as [`SqliteStore::write_as`] does; what `f`
+    /// notes in its [`Delta`] moves the counts once its group committed.
+    async fn write_counted<T: Send + 'static>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&Connection, &mut Delta) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let counts = Arc::clone(&self.counts);
+        let (job, rx) = ClosureJob::boxed_with_hook(
+            move |conn: &Connection| {
+                let mut delta = Delta::default();
+                let value = f(conn, &mut delta)?;
+                Ok((value, delta))
+            },
+            durability,
+            Some(Box::new(move |(_, delta): &mut (T, Delta)| {
+                lock(&counts).apply(delta);
+            })),
+        );
+        self.writer.send(job).map_err(|_| StoreError::Closed)?;
+        rx.await
+            .map_err(|_| StoreError::Closed)?
+            .map(|(value, _)| value)
     }
 
     async fn read<T: Send + 'static>(
@@ -397,7 +420,12 @@ fn filter_sql(f: &Filter, params: &mut Vec<rusqlite::types::Value>) -> String {
     sql
 }
 
-fn redrive_ids(conn: &Connection, ids: &[String], now: i64) -> Result<Vec<String>, StoreError> {
+fn redrive_ids(
+    conn: &Connection,
+    delta: &mut Delta,
+    ids: &[String],
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
             "UPDATE messages SET state = 'pending', park_reason = NULL, attempts = 0, cycle = cycle + 1, \
@@ -408,10 +436,20 @@ fn redrive_ids(conn: &Connection, ids: &[String], now: i64) -> Result<Vec<String
     let mut done = Vec::new();
     for id in ids {
         if stmt.execute(params![id, now]).map_err(db)? == 1 {
+            let destination = destination_of(conn, id)?;
+            delta.moved(&destination, MessageState::Parked, MessageState::Pending);
             done.push(id.clone());
         }
     }
     Ok(done)
+}
+
+/// The destination of message `id` (for the counts of an operator's change).
+fn destination_of(conn: &Connection, id: &str) -> Result<String, StoreError> {
+    conn.prepare_cached("SELECT destination FROM messages WHERE id = ?1")
+        .map_err(db)?
+        .query_row([id], |r| r.get(0))
+        .map_err(db)
 }
 
 /// A destination's due entries, oldest due first, straight off the index
@@ -501,7 +539,7 @@ fn claim_due(
 impl Store for SqliteStore {
     async fn enqueue(&self, batch: Vec<NewMessage>) -> Result<Vec<Enqueued>, StoreError> {
         let leases = Arc::clone(&self.leases);
-        self.write(move |conn| {
+        self.write_counted(Durability::Fsync, move |conn, delta| {
             let mut out = Vec::with_capacity(batch.len());
             // No RETURNING: SQLite runs a statement with RETURNING through an
             // ephemeral table and a statement journal (a copy of every page
@@ -532,6 +570,7 @@ impl Store for SqliteStore {
                     ])
                     .map_err(db)?;
                 if inserted == 1 {
+                    delta.add(&m.destination, MessageState::Pending, 1);
                     out.push(Enqueued::Created(m.into_pending()));
                     continue;
                 }
@@ -587,11 +626,14 @@ impl Store for SqliteStore {
         let leases = Arc::clone(&self.leases);
         let fence = Arc::clone(&self.leases);
         let ended = (id.clone(), lease.clone());
-        let outcome = self.write_as(Durability::Written, move |conn| {
+        let outcome = self.write_counted(Durability::Written, move |conn, delta| {
             // The fence: only the lease's holder records, once. The lease
             // ends once the record is committed (below): until then the
             // message stays leased, so no claim takes it.
-            let Some(rowid) = lock(&fence).spend(&id, &lease) else {
+            let Some((rowid, destination)) = lock(&fence)
+                .spend(&id, &lease)
+                .map(|(rowid, destination)| (rowid, destination.to_owned()))
+            else {
                 return Ok((false, false));
             };
             let (state, reason, next_at) = match &next {
@@ -622,6 +664,15 @@ impl Store for SqliteStore {
             let Some((n, cycle, in_cycle)) = counters else {
                 return Ok((false, true));
             };
+            match &next {
+                NextState::Delivered => {
+                    delta.moved(&destination, MessageState::Pending, MessageState::Delivered)
+                }
+                NextState::Parked { .. } => {
+                    delta.moved(&destination, MessageState::Pending, MessageState::Parked)
+                }
+                NextState::Retry { .. } => {}
+            }
             conn.prepare_cached(
                 "INSERT INTO attempts (message_id, n, cycle, attempt, started_at, latency_ms, status, transport, \
                  class, decision, reason, delay_ms, response_excerpt, detail, link_identities) \
@@ -678,7 +729,7 @@ impl Store for SqliteStore {
                     .map_err(db)?;
                 let mut n = 0;
                 for (id, token) in &given {
-                    let Some(rowid) = lock(&fence).spend(id, token) else {
+                    let Some(rowid) = lock(&fence).spend(id, token).map(|(rowid, _)| rowid) else {
                         continue;
                     };
                     n += stmt.execute(params![rowid, id, due_at]).map_err(db)? as u64;
@@ -770,7 +821,10 @@ impl Store for SqliteStore {
     }
 
     async fn redrive(&self, ids: Vec<String>, now: i64) -> Result<Vec<String>, StoreError> {
-        self.write(move |conn| redrive_ids(conn, &ids, now)).await
+        self.write_counted(Durability::Fsync, move |conn, delta| {
+            redrive_ids(conn, delta, &ids, now)
+        })
+        .await
     }
 
     async fn redrive_matching(
@@ -779,7 +833,7 @@ impl Store for SqliteStore {
         now: i64,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        self.write(move |conn| {
+        self.write_counted(Durability::Fsync, move |conn, delta| {
             let filter = Filter {
                 state: Some(MessageState::Parked),
                 ..filter
@@ -798,13 +852,13 @@ impl Store for SqliteStore {
                 .map_err(db)?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(db)?;
-            redrive_ids(conn, &ids, now)
+            redrive_ids(conn, delta, &ids, now)
         })
         .await
     }
 
     async fn discard(&self, ids: Vec<String>, now: i64) -> Result<Vec<String>, StoreError> {
-        self.write(move |conn| {
+        self.write_counted(Durability::Fsync, move |conn, delta| {
             let mut stmt = conn
                 .prepare_cached(
                     "UPDATE messages SET state = 'discarded', next_attempt_at = NULL, lease = NULL, updated_at = ?2 \
@@ -814,6 +868,8 @@ impl Store for SqliteStore {
             let mut done = Vec::new();
             for id in ids {
                 if stmt.execute(params![id, now]).map_err(db)? == 1 {
+                    let destination = destination_of(conn, &id)?;
+                    delta.moved(&destination, MessageState::Parked, MessageState::Discarded);
                     done.push(id);
                 }
             }
@@ -827,13 +883,29 @@ impl Store for SqliteStore {
         let mut total = 0;
         loop {
             let n = self
-                .write_as(Durability::Written, move |conn| {
-                    conn.execute(
-                        "DELETE FROM messages WHERE id IN (SELECT id FROM messages INDEXED BY messages_finished \
-                         WHERE state IN ('delivered', 'discarded') AND updated_at < ?1 LIMIT 5000)",
-                        [before],
-                    )
-                    .map_err(db)
+                .write_counted(Durability::Written, move |conn, delta| {
+                    // The slice counted, then deleted: the same statement
+                    // reads the same rows twice in one transaction.
+                    let slice = "SELECT id FROM messages INDEXED BY messages_finished \
+                         WHERE state IN ('delivered', 'discarded') AND updated_at < ?1 LIMIT 5000";
+                    let mut counted = conn
+                        .prepare_cached(&format!(
+                            "SELECT destination, state, COUNT(*) FROM messages WHERE id IN ({slice}) \
+                             GROUP BY destination, state"
+                        ))
+                        .map_err(db)?;
+                    let mut rows = counted.query([before]).map_err(db)?;
+                    while let Some(row) = rows.next().map_err(db)? {
+                        let destination: String = row.get(0).map_err(db)?;
+                        let state: String = row.get(1).map_err(db)?;
+                        let n: i64 = row.get(2).map_err(db)?;
+                        if let Some(state) = MessageState::parse(&state) {
+                            delta.remove(&destination, state, n.max(0) as u64);
+                        }
+                    }
+                    drop(rows);
+                    conn.execute(&format!("DELETE FROM messages WHERE id IN ({slice})"), [before])
+                        .map_err(db)
                 })
                 .await? as u64;
             total += n;
@@ -845,32 +917,14 @@ impl Store for SqliteStore {
 
     async fn stats(&self, _now: i64) -> Result<Stats, StoreError> {
         let leases = Arc::clone(&self.leases);
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT destination, state, COUNT(*) FROM messages GROUP BY destination, state",
-                )
-                .map_err(db)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    let state: String = r.get(1)?;
-                    Ok((r.get::<_, String>(0)?, state, r.get::<_, i64>(2)?))
-                })
-                .map_err(db)?;
-            let mut by = Vec::new();
-            for row in rows {
-                let (d, s, n) = row.map_err(db)?;
-                if let Some(state) = MessageState::parse(&s) {
-                    by.push((d, state, n.max(0) as u64));
-                }
-            }
-            let oldest_due_at = earliest_due(conn, &leases)?;
-            Ok(Stats {
-                by_destination_state: by,
-                oldest_due_at,
-            })
+        // The counts from memory (see `counts`); only the oldest due time
+        // reads the database, a probe per destination.
+        let by_destination_state = lock(&self.counts).snapshot();
+        let oldest_due_at = self.read(move |conn| earliest_due(conn, &leases)).await?;
+        Ok(Stats {
+            by_destination_state,
+            oldest_due_at,
         })
-        .await
     }
 
     async fn report(&self, since: i64) -> Result<Vec<ReportRow>, StoreError> {
@@ -935,6 +989,138 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conformance::{new_message, want};
+
+    /// What `stats` reports, and what a `GROUP BY` of the table says.
+    async fn counted_and_stored(
+        store: &SqliteStore,
+    ) -> (
+        Vec<(String, MessageState, u64)>,
+        Vec<(String, MessageState, u64)>,
+    ) {
+        let counted = store.stats(0).await.expect("stats").by_destination_state;
+        let conn = connect(store.path()).expect("open");
+        let stored = Counts::load(&conn).expect("count").snapshot();
+        (counted, stored)
+    }
+
+    fn outcome(reason: &str) -> AttemptRecord {
+        AttemptRecord {
+            class: "server".into(),
+            decision: "park".into(),
+            reason: reason.into(),
+            ..AttemptRecord::default()
+        }
+    }
+
+    /// The counts `stats` reports are kept in memory and moved by each
+    /// committed change: after every kind of change they are what the table
+    /// holds, and a store opened again starts from the table.
+    #[tokio::test]
+    async fn the_counts_follow_every_change_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("x.db");
+        let store = SqliteStore::open(&path).expect("open");
+        let mut batch: Vec<NewMessage> = (0..5)
+            .map(|i| {
+                new_message(
+                    &format!("01M{i}"),
+                    if i < 3 { "crm" } else { "erp" },
+                    &format!("k{i}"),
+                    10,
+                )
+            })
+            .collect();
+        // A repeated key is a duplicate, not a new message.
+        batch.push(new_message("01DUP", "crm", "k0", 10));
+        store.enqueue(batch).await.expect("enqueue");
+        let (counted, stored) = counted_and_stored(&store).await;
+        assert_eq!(counted, stored);
+        assert_eq!(
+            counted,
+            vec![
+                ("crm".to_owned(), MessageState::Pending, 3),
+                ("erp".to_owned(), MessageState::Pending, 2)
+            ]
+        );
+
+        let mut claimed = store
+            .claim(20, want("crm", 3), "L".into(), 1_000)
+            .await
+            .expect("claim");
+        claimed.extend(
+            store
+                .claim(20, want("erp", 2), "L".into(), 1_000)
+                .await
+                .expect("claim"),
+        );
+        let ids: Vec<String> = claimed.iter().map(|c| c.message.id.clone()).collect();
+        let parked = || NextState::Parked {
+            reason: "exhausted".into(),
+        };
+        let nexts = [
+            NextState::Delivered,
+            parked(),
+            NextState::Retry { at: 500 },
+            parked(),
+            NextState::Delivered,
+        ];
+        for (id, next) in ids.iter().zip(nexts) {
+            assert!(store
+                .record(id.clone(), "L".into(), outcome("exhausted"), next, 30)
+                .await
+                .expect("record"));
+        }
+        // A second record of the same lease is fenced off and counts nothing.
+        assert!(!store
+            .record(
+                ids[0].clone(),
+                "L".into(),
+                outcome("exhausted"),
+                NextState::Delivered,
+                31
+            )
+            .await
+            .expect("record"));
+        let (counted, stored) = counted_and_stored(&store).await;
+        assert_eq!(counted, stored);
+
+        assert_eq!(
+            store
+                .redrive(vec![ids[1].clone()], 40)
+                .await
+                .expect("redrive")
+                .len(),
+            1
+        );
+        assert_eq!(
+            store
+                .discard(vec![ids[3].clone()], 40)
+                .await
+                .expect("discard")
+                .len(),
+            1
+        );
+        // Already pending: neither redriven nor discarded, nothing counted.
+        assert!(store
+            .discard(vec![ids[1].clone()], 41)
+            .await
+            .expect("discard")
+            .is_empty());
+        let (counted, stored) = counted_and_stored(&store).await;
+        assert_eq!(counted, stored);
+
+        assert_eq!(store.purge(1_000).await.expect("purge"), 3);
+        let (counted, stored) = counted_and_stored(&store).await;
+        assert_eq!(counted, stored);
+        assert_eq!(counted, vec![("crm".to_owned(), MessageState::Pending, 2),]);
+        drop(store);
+
+        let again = SqliteStore::open(&path).expect("open again");
+        let (counted, stored) = counted_and_stored(&again).await;
+        assert_eq!(counted, stored);
+        assert_eq!(counted, vec![("crm".to_owned(), MessageState::Pending, 2)]);
+    }
 
     /// Claims of different sizes reuse one prepared statement: a bound
     /// `LIMIT` made SQLite re-prepare it on every claim (a fifth of the

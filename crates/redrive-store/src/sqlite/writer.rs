@@ -78,12 +78,18 @@ pub trait Job: Send {
     fn may_wait(&self) -> bool;
 }
 
+/// Runs on the writer thread once a job's group has committed, before its
+/// caller is answered: what must follow the commit whether or not the caller
+/// still waits (the store's in-memory counts).
+pub type CommitHook<T> = Box<dyn FnOnce(&mut T) + Send>;
+
 /// A closure and the channel its caller waits on.
 pub struct ClosureJob<T, F> {
     f: Option<F>,
     result: Option<Result<T, StoreError>>,
     tx: oneshot::Sender<Result<T, StoreError>>,
     durability: Durability,
+    on_commit: Option<CommitHook<T>>,
 }
 
 impl<T, F> ClosureJob<T, F>
@@ -98,12 +104,23 @@ where
         f: F,
         durability: Durability,
     ) -> (Box<dyn Job>, oneshot::Receiver<Result<T, StoreError>>) {
+        ClosureJob::boxed_with_hook(f, durability, None)
+    }
+
+    /// As [`ClosureJob::boxed`], with `on_commit` run on the job's result
+    /// once its group has committed.
+    pub fn boxed_with_hook(
+        f: F,
+        durability: Durability,
+        on_commit: Option<CommitHook<T>>,
+    ) -> (Box<dyn Job>, oneshot::Receiver<Result<T, StoreError>>) {
         let (tx, rx) = oneshot::channel();
         let job = ClosureJob {
             f: Some(f),
             result: None,
             tx,
             durability,
+            on_commit,
         };
         (Box::new(job), rx)
     }
@@ -126,6 +143,12 @@ where
 
     fn finish(self: Box<Self>, group: Result<(), &StoreError>) {
         let answer = match (group, self.result) {
+            (Ok(()), Some(Ok(mut value))) => {
+                if let Some(hook) = self.on_commit {
+                    hook(&mut value);
+                }
+                Ok(value)
+            }
             (Ok(()), Some(result)) => result,
             // Its own error says most.
             (Err(_), Some(Err(own))) => Err(own),

@@ -1,0 +1,124 @@
+//! How many messages each destination has in each state, kept in memory.
+//!
+//! The gauges and the dashboard ask for these counts every few seconds; a
+//! `GROUP BY` over the whole table costs time in proportion to every message
+//! ever kept (about 0.15 s per 2,000,000 rows). The counts are read once when
+//! the store opens, then moved by the writer as it commits: a job notes what
+//! it changed ([`Delta`]) and the writer applies it after the job's group
+//! committed, on its own thread, so an answer its caller never awaited still
+//! counts and a rolled-back group counts nothing. One process writes a SQLite
+//! file (`redrive serve` holds its delivery lock), so nothing else moves them.
+
+use std::collections::HashMap;
+
+use rusqlite::Connection;
+
+use crate::model::MessageState;
+use crate::StoreError;
+
+const STATES: [MessageState; 4] = [
+    MessageState::Pending,
+    MessageState::Delivered,
+    MessageState::Parked,
+    MessageState::Discarded,
+];
+
+fn slot(state: MessageState) -> usize {
+    match state {
+        MessageState::Pending => 0,
+        MessageState::Delivered => 1,
+        MessageState::Parked => 2,
+        MessageState::Discarded => 3,
+    }
+}
+
+/// Messages per destination and state.
+#[derive(Debug, Default)]
+pub struct Counts {
+    by_destination: HashMap<String, [u64; 4]>,
+}
+
+impl Counts {
+    /// Counts what the database holds (one scan, when the store opens).
+    pub fn load(conn: &Connection) -> Result<Counts, StoreError> {
+        let db = |e: rusqlite::Error| StoreError::Database(e.to_string());
+        let mut counts = Counts::default();
+        let mut stmt = conn
+            .prepare(
+                "SELECT destination, state, COUNT(*) FROM messages GROUP BY destination, state",
+            )
+            .map_err(db)?;
+        let mut rows = stmt.query([]).map_err(db)?;
+        while let Some(row) = rows.next().map_err(db)? {
+            let destination: String = row.get(0).map_err(db)?;
+            let state: String = row.get(1).map_err(db)?;
+            let n: i64 = row.get(2).map_err(db)?;
+            if let Some(state) = MessageState::parse(&state) {
+                counts.entry(destination)[slot(state)] = n.max(0) as u64;
+            }
+        }
+        Ok(counts)
+    }
+
+    fn entry(&mut self, destination: String) -> &mut [u64; 4] {
+        self.by_destination.entry(destination).or_default()
+    }
+
+    /// Applies what a committed job changed.
+    pub fn apply(&mut self, delta: &Delta) {
+        for (destination, state, n) in &delta.changes {
+            let count = &mut self.entry(destination.clone())[slot(*state)];
+            *count = count.saturating_add_signed(*n);
+        }
+    }
+
+    /// The non-zero counts, as `Store::stats` reports them.
+    pub fn snapshot(&self) -> Vec<(String, MessageState, u64)> {
+        let mut out = Vec::new();
+        for (destination, counts) in &self.by_destination {
+            for state in STATES {
+                let n = counts[slot(state)];
+                if n > 0 {
+                    out.push((destination.clone(), state, n));
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.0, slot(a.1)).cmp(&(&b.0, slot(b.1))));
+        out
+    }
+}
+
+/// What one writer job changed in the counts; applied only if its group
+/// commits.
+#[derive(Debug, Default)]
+pub struct Delta {
+    changes: Vec<(String, MessageState, i64)>,
+}
+
+impl Delta {
+    /// `n` messages of `destination` entered `state`.
+    pub fn add(&mut self, destination: &str, state: MessageState, n: u64) {
+        self.changes.push((
+            destination.to_owned(),
+            state,
+            i64::try_from(n).unwrap_or(i64::MAX),
+        ));
+    }
+
+    /// `n` messages of `destination` left `state`.
+    pub fn remove(&mut self, destination: &str, state: MessageState, n: u64) {
+        self.changes.push((
+            destination.to_owned(),
+            state,
+            -i64::try_from(n).unwrap_or(i64::MAX),
+        ));
+    }
+
+    /// One message of `destination` went from `from` to `to`.
+    pub fn moved(&mut self, destination: &str, from: MessageState, to: MessageState) {
+        if from != to {
+            self.remove(destination, from, 1);
+            self.add(destination, to, 1);
+        }
+    }
+}
