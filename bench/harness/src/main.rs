@@ -505,6 +505,9 @@ async fn main() -> Result<()> {
         args.backlog = vec![100_000];
     }
     let (s, c) = (args.seconds, args.concurrency);
+    // The Prometheus recorder `redrive serve` installs, from the start: every
+    // phase pays for its metrics as the server does.
+    let _metrics = redrive_server::metrics_handle();
     let mut rows: Vec<Row> = Vec::new();
     let mut row = |scenario: &str, store: &'static str, figure: String, note: String| {
         eprintln!("{scenario:<34} {store:<9} {figure:<28} {note}");

@@ -1,7 +1,7 @@
 //! A destination: where messages go, under which policy, with which headers
 //! and limits. Built from configuration by the server; used by the workers.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use http::{HeaderName, HeaderValue, Uri};
 use redrive_core::Policy;
@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 
 use crate::breaker::{Breaker, BreakerConfig};
 use crate::limits::{Rate, RateLimiter};
+use crate::observed::DestinationMetrics;
 use crate::signing::SigningSecret;
 
 /// A configured destination.
@@ -91,6 +92,7 @@ pub struct DestinationRuntime {
     breaker: Mutex<Breaker>,
     /// Values to redact from responses.
     pub secrets: Vec<String>,
+    metrics: OnceLock<DestinationMetrics>,
 }
 
 impl DestinationRuntime {
@@ -104,8 +106,15 @@ impl DestinationRuntime {
             limiter: config.rate_limit.map(RateLimiter::new),
             breaker: Mutex::new(Breaker::new(breaker)),
             secrets: config.secrets(),
+            metrics: OnceLock::new(),
             config,
         }
+    }
+
+    /// Its metric handles, registered at the first call.
+    pub fn metrics(&self) -> &DestinationMetrics {
+        self.metrics
+            .get_or_init(|| DestinationMetrics::new(&self.config.name))
     }
 
     /// The breaker, locked.

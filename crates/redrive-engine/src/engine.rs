@@ -589,7 +589,7 @@ impl<S: Store> Engine<S> {
             jitter_seed,
         );
         dest.breaker().on_result(healthy, done);
-        observe(&message, &record, &attempted);
+        observe(&dest, &message, &record, &attempted);
         let parked = matches!(next, NextState::Parked { .. });
         let alert = parked.then(|| ParkedAlert {
             id: message.id.clone(),
@@ -804,18 +804,17 @@ fn decide(
 }
 
 /// One structured line per failed attempt, WARN for a park, and the metrics.
-fn observe(m: &Message, r: &AttemptRecord, attempted: &Attempted) {
-    metrics::counter!("redrive_attempts_total", "destination" => m.destination.clone(), "class" => r.class.clone(), "decision" => r.decision.clone()).increment(1);
-    metrics::histogram!("redrive_attempt_latency_seconds", "destination" => m.destination.clone())
-        .record(attempted.latency.as_secs_f64());
+fn observe(dest: &DestinationRuntime, m: &Message, r: &AttemptRecord, attempted: &Attempted) {
+    let metrics = dest.metrics();
+    metrics.attempts(&r.class, &r.decision).increment(1);
+    metrics.latency.record(attempted.latency.as_secs_f64());
     let attempt = m.attempts + 1;
     match r.decision.as_str() {
         "delivered" => {
             // From acceptance to delivery, over every cycle.
             let seconds =
                 ((r.started_at + r.latency_ms as i64 - m.created_at).max(0) as f64) / 1000.0;
-            metrics::histogram!("redrive_delivery_seconds", "destination" => m.destination.clone())
-                .record(seconds);
+            metrics.delivery.record(seconds);
             tracing::debug!(message_id = %m.id, destination = %m.destination, attempt, latency_ms = r.latency_ms, "delivered");
         }
         "retry" => tracing::info!(

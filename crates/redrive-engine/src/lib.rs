@@ -13,6 +13,7 @@ pub mod client;
 pub mod destination;
 pub mod engine;
 pub mod limits;
+pub mod observed;
 pub mod redact;
 pub mod signing;
 

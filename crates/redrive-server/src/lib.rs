@@ -41,7 +41,15 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// How often the recorder's histograms are drained when nobody scrapes.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
 /// The process-wide Prometheus recorder (installed once).
+///
+/// Its histograms keep every sample until a scrape or an upkeep drains them
+/// into their buckets; a thread runs the upkeep every [`METRICS_UPKEEP`], so
+/// memory stays bounded when `/metrics` is never scraped (without it, two
+/// samples per attempt piled up for the life of the process).
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
@@ -65,6 +73,16 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
+            let upkeep = recorder.handle();
+            let started = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(METRICS_UPKEEP);
+                    upkeep.run_upkeep();
+                });
+            if let Err(e) = started {
+                tracing::warn!(error = %e, "cannot start the metrics upkeep; histograms are drained only when scraped");
+            }
             // Another recorder may already be installed (tests); ours still renders.
             let _ = metrics::set_global_recorder(recorder);
             handle

@@ -375,6 +375,22 @@ async fn probes_and_metrics_are_public_and_the_rest_needs_the_token() {
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
+    // Labelled by destination (the engine keeps each destination's handles).
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("redrive_attempts_total{")
+                && l.contains(r#"destination="crm""#)
+                && l.contains(r#"decision="delivered""#)),
+        "no delivered attempt of crm in /metrics:\n{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("redrive_delivery_seconds_count{")
+                && l.contains(r#"destination="crm""#)),
+        "no delivery time of crm in /metrics:\n{metrics}"
+    );
     let (st, _, doc) = s.call("GET", "/openapi.json", Some(TOKEN), &[], "").await;
     assert_eq!(st, 200);
     for path in [
