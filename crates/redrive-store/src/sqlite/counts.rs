@@ -67,7 +67,12 @@ impl Counts {
     /// Applies what a committed job changed.
     pub fn apply(&mut self, delta: &Delta) {
         for (destination, state, n) in &delta.changes {
-            let count = &mut self.entry(destination.clone())[slot(*state)];
+            // A known destination is found without copying its name.
+            let counts = match self.by_destination.get_mut(destination.as_str()) {
+                Some(counts) => counts,
+                None => self.entry(destination.clone()),
+            };
+            let count = &mut counts[slot(*state)];
             *count = count.saturating_add_signed(*n);
         }
     }
