@@ -93,14 +93,37 @@ impl Counts {
     }
 }
 
-/// What one writer job changed in the counts; applied only if its group
-/// commits.
+/// What one writer job changed in the counts, and the earliest message it
+/// made due without a lease per destination (for the claims' cursors);
+/// applied only if its group commits.
 #[derive(Debug, Default)]
 pub struct Delta {
     changes: Vec<(String, MessageState, i64)>,
+    due: Vec<(String, i64, String)>,
 }
 
 impl Delta {
+    /// Message `id` of `destination` is due at `at` and leased to nobody
+    /// (enqueued, redriven). Only the earliest per destination is kept: a
+    /// claim's cursor is sent back if any of them is behind it, so if the
+    /// earliest is.
+    pub fn made_due(&mut self, destination: &str, at: i64, id: &str) {
+        match self.due.iter_mut().find(|(d, _, _)| d == destination) {
+            Some(earliest) => {
+                if (at, id) < (earliest.1, earliest.2.as_str()) {
+                    earliest.1 = at;
+                    earliest.2 = id.to_owned();
+                }
+            }
+            None => self.due.push((destination.to_owned(), at, id.to_owned())),
+        }
+    }
+
+    /// What [`Delta::made_due`] kept: `(destination, at, id)`.
+    pub fn take_due(&mut self) -> Vec<(String, i64, String)> {
+        std::mem::take(&mut self.due)
+    }
+
     /// `n` messages of `destination` entered `state`.
     pub fn add(&mut self, destination: &str, state: MessageState, n: u64) {
         self.changes.push((

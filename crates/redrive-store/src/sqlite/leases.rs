@@ -18,6 +18,26 @@
 //! leases; a lease ended between the two would let it take a message whose
 //! record it cannot see. So while a claim runs, ends wait in a queue and are
 //! applied when it finishes.
+//!
+//! Leased messages keep their place at the front of the due index, so a
+//! claim that read from the front would step over every one of them (about
+//! six entries read per message taken, in a drain). Each destination has a
+//! **cursor** instead: the due key `(next_attempt_at, id)` of the last
+//! message a claim took, and the next claim reads after it. Behind a cursor
+//! every due message is leased, and stays so until one of these, each of
+//! which compares its key with the cursor and, at or behind it, sends the
+//! next claim back to the front (a *rescan*):
+//!
+//! - a lease ends and its message is due again: a retry recorded, a release,
+//!   a record or release that failed (its key unknown: always a rescan);
+//! - a message becomes due without a lease: an enqueue, a redrive;
+//! - a lease expires: a claim whose `now` reaches the earliest end of the
+//!   destination's leases (any taken since, or held at, its last rescan)
+//!   rescans;
+//! - the clock is read behind the cursor (a claim's `now` before its key).
+//!
+//! Like ends, the keys noted while a claim runs are compared once it has
+//! moved the cursor: its snapshot may predate them.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
@@ -42,6 +62,47 @@ pub struct Lease {
     spent: bool,
 }
 
+/// A place in a destination's due index: entries are ordered by due time,
+/// then id (SQLite compares text bytewise, as `str` does).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DueKey {
+    /// `next_attempt_at`.
+    pub at: i64,
+    /// The message's id.
+    pub id: String,
+}
+
+impl DueKey {
+    /// Before every entry: noting it always sends the next claim to the front.
+    fn front() -> DueKey {
+        DueKey {
+            at: i64::MIN,
+            id: String::new(),
+        }
+    }
+}
+
+/// Where a message whose lease ends is due next, as far as its ender knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DueNext {
+    /// Nowhere: it is delivered or parked, or was not pending.
+    Gone,
+    /// Pending, due at this time.
+    At(i64),
+    /// Unknown (the write failed): where it was, or anywhere.
+    Unknown,
+}
+
+/// Where a destination's claims read from.
+#[derive(Debug, Default)]
+struct Cursor {
+    /// The last entry a claim took; `None`: from the front.
+    after: Option<DueKey>,
+    /// No lease of the destination held at the last rescan or granted since
+    /// ends before this: until then, none behind the cursor has expired.
+    expires: i64,
+}
+
 /// Every lease this process holds, by message id.
 #[derive(Debug, Default)]
 pub struct Leases {
@@ -49,8 +110,12 @@ pub struct Leases {
     per_destination: HashMap<String, usize>,
     /// A claim is between its snapshot and its check.
     claiming: bool,
-    /// Leases ended while a claim ran: `(id, token)`.
-    ended: Vec<(String, String)>,
+    /// Leases ended while a claim ran: `(id, token, where it is due next)`.
+    ended: Vec<(String, String, DueNext)>,
+    /// Each destination's cursor.
+    cursors: HashMap<String, Cursor>,
+    /// Due keys noted while a claim ran: `(destination, key)`.
+    noted: Vec<(String, DueKey)>,
 }
 
 impl Leases {
@@ -88,6 +153,9 @@ impl Leases {
         if let Some(old) = self.by_id.insert(id, lease) {
             self.forget(&old.destination);
         }
+        if let Some(cursor) = self.cursors.get_mut(destination) {
+            cursor.expires = cursor.expires.min(until);
+        }
         *self
             .per_destination
             .entry(destination.to_owned())
@@ -108,35 +176,110 @@ impl Leases {
     }
 
     /// Ends `id`'s lease if `token` holds it: called once the record or
-    /// release that spent it is committed (or failed). Waits for a running
-    /// claim to finish.
-    pub fn end(&mut self, id: String, token: String) {
+    /// release that spent it is committed (or failed); `next` says where the
+    /// message is due now, for the cursor. Waits for a running claim to
+    /// finish.
+    pub fn end(&mut self, id: String, token: String, next: DueNext) {
         if self.claiming {
-            self.ended.push((id, token));
+            self.ended.push((id, token, next));
         } else {
-            self.remove(&id, &token);
+            self.remove(id, &token, next);
         }
     }
 
-    fn remove(&mut self, id: &str, token: &str) {
-        if self.by_id.get(id).is_some_and(|l| l.token == token) {
-            if let Some(lease) = self.by_id.remove(id) {
+    fn remove(&mut self, id: String, token: &str, next: DueNext) {
+        if self.by_id.get(&id).is_some_and(|l| l.token == token) {
+            if let Some(lease) = self.by_id.remove(&id) {
                 self.forget(&lease.destination);
+                let key = match next {
+                    DueNext::Gone => return,
+                    DueNext::At(at) => DueKey { at, id },
+                    DueNext::Unknown => DueKey::front(),
+                };
+                self.compare(&lease.destination, &key);
             }
         }
     }
 
-    /// A claim takes its snapshot next: from now on, ends wait for it.
+    /// A message of `destination` became due at `key` without a lease (an
+    /// enqueue or a redrive, once committed): a claim whose cursor is past
+    /// it must go back for it.
+    pub fn note_due(&mut self, destination: &str, key: DueKey) {
+        if self.claiming {
+            self.noted.push((destination.to_owned(), key));
+        } else {
+            self.compare(destination, &key);
+        }
+    }
+
+    /// Sends `destination`'s next claim to the front if `key` is at or
+    /// behind its cursor.
+    fn compare(&mut self, destination: &str, key: &DueKey) {
+        if let Some(cursor) = self.cursors.get_mut(destination) {
+            if cursor.after.as_ref().is_some_and(|after| key <= after) {
+                cursor.after = None;
+            }
+        }
+    }
+
+    /// Where a claim at `now` reads `destination`'s due entries from: after
+    /// the key returned, or from the front (`None`).
+    pub fn read_after(&mut self, destination: &str, now: i64) -> Option<DueKey> {
+        if let Some(cursor) = self.cursors.get(destination) {
+            if let Some(after) = &cursor.after {
+                if now < cursor.expires && now >= after.at {
+                    return Some(after.clone());
+                }
+            }
+        }
+        // From the front: the leases held now are the ones it will skip (an
+        // expired one it takes, or leaves after the cursor).
+        let expires = self
+            .by_id
+            .values()
+            .filter(|l| l.destination == destination && l.until > now)
+            .map(|l| l.until)
+            .min()
+            .unwrap_or(i64::MAX);
+        let cursor = match self.cursors.get_mut(destination) {
+            Some(cursor) => cursor,
+            None => self.cursors.entry(destination.to_owned()).or_default(),
+        };
+        cursor.after = None;
+        cursor.expires = expires;
+        None
+    }
+
+    /// Where `destination`'s next claim would read from, if not the front
+    /// (tests check that claims do read from their cursors).
+    #[cfg(test)]
+    pub fn cursor_of(&self, destination: &str) -> Option<&DueKey> {
+        self.cursors.get(destination)?.after.as_ref()
+    }
+
+    /// A claim took `destination`'s entries up to `last`, every one before
+    /// it being leased: the next claim reads after it.
+    pub fn advance(&mut self, destination: &str, last: DueKey) {
+        if let Some(cursor) = self.cursors.get_mut(destination) {
+            cursor.after = Some(last);
+        }
+    }
+
+    /// A claim takes its snapshot next: from now on, ends and notes wait
+    /// for it.
     pub fn begin_claim(&mut self) {
         self.claiming = true;
     }
 
-    /// The claim has checked and granted its leases: apply the ends that
-    /// waited.
+    /// The claim has checked and granted its leases and moved its cursors:
+    /// apply the ends and notes that waited.
     pub fn finish_claim(&mut self) {
         self.claiming = false;
-        for (id, token) in std::mem::take(&mut self.ended) {
-            self.remove(&id, &token);
+        for (id, token, next) in std::mem::take(&mut self.ended) {
+            self.remove(id, &token, next);
+        }
+        for (destination, key) in std::mem::take(&mut self.noted) {
+            self.compare(&destination, &key);
         }
     }
 
@@ -222,5 +365,65 @@ impl DeliveryLock {
                 self.path.display()
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(at: i64, id: &str) -> DueKey {
+        DueKey { at, id: id.into() }
+    }
+
+    /// A claim's snapshot may predate a message made due (or let go) while
+    /// it runs: the note waits for the claim, and is compared with the
+    /// cursor the claim leaves, not the one it found.
+    #[test]
+    fn what_is_noted_during_a_claim_is_compared_with_the_cursor_it_leaves() {
+        let mut leases = Leases::default();
+        leases.begin_claim();
+        assert_eq!(leases.read_after("crm", 100), None, "no cursor yet");
+        leases.grant("m5".into(), "crm", 5, "t1", 1_000);
+        // Committed while the claim runs, behind where it will stop.
+        leases.note_due("crm", key(50, "m2"));
+        leases.advance("crm", key(90, "m5"));
+        leases.finish_claim();
+        assert_eq!(
+            leases.cursor_of("crm"),
+            None,
+            "the next claim reads from the front"
+        );
+
+        leases.begin_claim();
+        assert_eq!(leases.read_after("crm", 100), None);
+        leases.grant("m9".into(), "crm", 9, "t2", 1_000);
+        leases.advance("crm", key(95, "m9"));
+        leases.finish_claim();
+        // A lease that ends while a claim runs, its message due behind it.
+        leases.begin_claim();
+        assert_eq!(leases.read_after("crm", 100), Some(key(95, "m9")));
+        leases.end("m5".into(), "t1".into(), DueNext::At(60));
+        leases.finish_claim();
+        assert_eq!(leases.cursor_of("crm"), None);
+    }
+
+    /// Behind a cursor every lease is held until the earliest of them ends;
+    /// from then on a claim reads from the front, where the expired one is.
+    #[test]
+    fn a_cursor_is_read_from_until_a_lease_behind_it_may_have_expired() {
+        let mut leases = Leases::default();
+        assert_eq!(leases.read_after("crm", 100), None);
+        leases.grant("m1".into(), "crm", 1, "t1", 500);
+        leases.grant("m2".into(), "crm", 2, "t1", 400);
+        leases.advance("crm", key(90, "m2"));
+        assert_eq!(leases.read_after("crm", 399), Some(key(90, "m2")));
+        assert_eq!(leases.read_after("crm", 400), None, "m2's lease ended");
+        // A delivery ends its lease with no due key: the cursor stays.
+        leases.advance("crm", key(90, "m2"));
+        leases.end("m2".into(), "t1".into(), DueNext::Gone);
+        assert_eq!(leases.read_after("crm", 450), Some(key(90, "m2")));
+        // A clock read behind the cursor reads from the front.
+        assert_eq!(leases.read_after("crm", 80), None);
     }
 }

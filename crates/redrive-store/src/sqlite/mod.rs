@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tokio::sync::{mpsc, oneshot};
 
@@ -25,7 +26,7 @@ use crate::model::{
 use crate::{Store, StoreError};
 
 use counts::{Counts, Delta};
-use leases::{lock, DeliveryLock, Leases};
+use leases::{lock, DeliveryLock, DueKey, DueNext, Leases};
 use writer::{ClosureJob, Job};
 pub use writer::{CommitCounts, Durability, MAX_GROUP};
 
@@ -258,6 +259,7 @@ impl SqliteStore {
         f: impl FnOnce(&Connection, &mut Delta) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let counts = Arc::clone(&self.counts);
+        let leases = Arc::clone(&self.leases);
         let (job, rx) = ClosureJob::boxed_with_hook(
             move |conn: &Connection| {
                 let mut delta = Delta::default();
@@ -267,6 +269,13 @@ impl SqliteStore {
             durability,
             Some(Box::new(move |(_, delta): &mut (T, Delta)| {
                 lock(&counts).apply(delta);
+                let due = delta.take_due();
+                if !due.is_empty() {
+                    let mut leases = lock(&leases);
+                    for (destination, at, id) in due {
+                        leases.note_due(&destination, DueKey { at, id });
+                    }
+                }
             })),
         );
         self.writer.send(job).map_err(|_| StoreError::Closed)?;
@@ -339,20 +348,32 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A message from a row of `COLUMNS`. The headers' JSON and the state are
+/// read in place rather than copied first: every claimed message comes
+/// through here, and its allocations are freed on another thread (the
+/// allocator's costliest pattern).
 fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
-    let headers: String = r.get(4)?;
-    let state: String = r.get(9)?;
+    let headers = match r.get_ref(4)? {
+        ValueRef::Text(json) | ValueRef::Blob(json) => {
+            serde_json::from_slice(json).unwrap_or_default()
+        }
+        _ => Vec::new(),
+    };
+    let state = match r.get_ref(9)? {
+        ValueRef::Text(name) => std::str::from_utf8(name).ok().and_then(MessageState::parse),
+        _ => None,
+    };
     Ok(Message {
         id: r.get(0)?,
         destination: r.get(1)?,
         method: r.get(2)?,
         path: r.get(3)?,
-        headers: serde_json::from_str(&headers).unwrap_or_default(),
+        headers,
         body: r.get(5)?,
         idempotency_key: r.get(6)?,
         request_hash: r.get(7)?,
         marked_idempotent: r.get(8)?,
-        state: MessageState::parse(&state).unwrap_or(MessageState::Pending),
+        state: state.unwrap_or(MessageState::Pending),
         park_reason: r.get(10)?,
         last_class: r.get(11)?,
         attempts: r.get(12)?,
@@ -438,6 +459,7 @@ fn redrive_ids(
         if stmt.execute(params![id, now]).map_err(db)? == 1 {
             let destination = destination_of(conn, id)?;
             delta.moved(&destination, MessageState::Parked, MessageState::Pending);
+            delta.made_due(&destination, now, id);
             done.push(id.clone());
         }
     }
@@ -458,15 +480,27 @@ fn destination_of(conn: &Connection, id: &str) -> Result<String, StoreError> {
 /// its plan depended on is bound again: a bound `LIMIT`, or a bare `?1`
 /// compared with the partial indexes' constants. So no `LIMIT` (the caller
 /// stops reading) and `CAST(?1 AS TEXT)`; a test counts the re-prepares.
-const DUE_ENTRIES: &str = "SELECT rowid, id FROM messages INDEXED BY messages_due_by_destination \
+const DUE_ENTRIES: &str =
+    "SELECT rowid, id, next_attempt_at FROM messages INDEXED BY messages_due_by_destination \
      WHERE state = 'pending' AND destination = CAST(?1 AS TEXT) AND next_attempt_at <= ?2 \
      ORDER BY next_attempt_at, id";
 
+/// [`DUE_ENTRIES`] after a key: the index is searched from the claim's
+/// cursor, not stepped through from the front (see `leases`). A bare `?4`:
+/// SQLite seeks on the pair only when the id's side has no affinity of its
+/// own (with `CAST`, it seeks on the time and steps through every entry of
+/// it, and a backlog stored in one millisecond is one time).
+const DUE_ENTRIES_AFTER: &str =
+    "SELECT rowid, id, next_attempt_at FROM messages INDEXED BY messages_due_by_destination \
+     WHERE state = 'pending' AND destination = CAST(?1 AS TEXT) AND next_attempt_at <= ?2 \
+     AND (next_attempt_at, id) > (?3, ?4) \
+     ORDER BY next_attempt_at, id";
+
 /// A claim, in one read transaction (one snapshot): per destination, its due
-/// entries oldest first, straight off the index (`INDEXED BY`: the planner
-/// might otherwise take the (state, destination, id) index and sort), leased
-/// ones skipped. Leased messages keep their place at the front of the index,
-/// so it reads as many entries more as the destination has leases.
+/// entries oldest first, leased ones skipped, read from the destination's
+/// cursor (after the last entry a claim took: every due entry before it is
+/// leased) or, when the cursor was sent back, from the front, where it reads
+/// past every leased message.
 fn claim_due(
     conn: &Connection,
     leases: &Mutex<Leases>,
@@ -476,31 +510,64 @@ fn claim_due(
     lease_until: i64,
 ) -> Result<Vec<Claimed>, StoreError> {
     let tx = conn.unchecked_transaction().map_err(db)?;
-    let mut due = tx.prepare_cached(DUE_ENTRIES).map_err(db)?;
+    let mut from_front = tx.prepare_cached(DUE_ENTRIES).map_err(db)?;
+    let mut from_cursor = tx.prepare_cached(DUE_ENTRIES_AFTER).map_err(db)?;
     let mut picked: Vec<(i64, String)> = Vec::new();
+    let mut candidates: Vec<(i64, String, i64)> = Vec::new();
     for (destination, n) in want.iter().filter(|(_, n)| *n > 0) {
-        let limit = n.saturating_add(lock(leases).held_for(destination));
-        let mut rows = due.query(params![destination, now]).map_err(db)?;
-        let mut candidates: Vec<(i64, String)> = Vec::with_capacity(limit.min(4096));
-        while candidates.len() < limit {
-            let Some(row) = rows.next().map_err(db)? else {
-                break;
-            };
-            candidates.push((row.get(0).map_err(db)?, row.get(1).map_err(db)?));
+        let (after, held) = {
+            let mut leases = lock(leases);
+            (
+                leases.read_after(destination, now),
+                leases.held_for(destination),
+            )
+        };
+        // From the cursor few entries are leased; from the front, up to
+        // every lease of the destination.
+        let mut batch = if after.is_some() {
+            *n
+        } else {
+            n.saturating_add(held)
+        };
+        let mut rows = match &after {
+            Some(key) => from_cursor.query(params![destination, now, key.at, key.id]),
+            None => from_front.query(params![destination, now]),
+        }
+        .map_err(db)?;
+        let mut taken = 0;
+        let mut last: Option<DueKey> = None;
+        let mut exhausted = false;
+        while taken < *n && !exhausted {
+            candidates.clear();
+            while candidates.len() < batch {
+                let Some(row) = rows.next().map_err(db)? else {
+                    exhausted = true;
+                    break;
+                };
+                candidates.push((
+                    row.get(0).map_err(db)?,
+                    row.get(1).map_err(db)?,
+                    row.get(2).map_err(db)?,
+                ));
+            }
+            let mut leases = lock(leases);
+            for (rowid, id, at) in candidates.drain(..) {
+                if taken == *n {
+                    break;
+                }
+                if leases.is_held(&id, now) {
+                    continue;
+                }
+                leases.grant(id.clone(), destination, rowid, lease, lease_until);
+                last = Some(DueKey { at, id: id.clone() });
+                picked.push((rowid, id));
+                taken += 1;
+            }
+            batch = *n - taken;
         }
         drop(rows);
-        let mut leases = lock(leases);
-        let mut taken = 0;
-        for (rowid, id) in candidates {
-            if taken == *n {
-                break;
-            }
-            if leases.is_held(&id, now) {
-                continue;
-            }
-            leases.grant(id.clone(), destination, rowid, lease, lease_until);
-            picked.push((rowid, id));
-            taken += 1;
+        if let Some(last) = last {
+            lock(leases).advance(destination, last);
         }
     }
     let mut read = tx
@@ -529,7 +596,7 @@ fn claim_due(
         // Nothing of this claim is delivered: its leases end.
         let mut leases = lock(leases);
         for (_, id) in picked {
-            leases.end(id, lease.to_owned());
+            leases.end(id, lease.to_owned(), DueNext::Unknown);
         }
         return Err(e);
     }
@@ -571,6 +638,7 @@ impl Store for SqliteStore {
                     .map_err(db)?;
                 if inserted == 1 {
                     delta.add(&m.destination, MessageState::Pending, 1);
+                    delta.made_due(&m.destination, m.created_at, &m.id);
                     out.push(Enqueued::Created(m.into_pending()));
                     continue;
                 }
@@ -626,6 +694,10 @@ impl Store for SqliteStore {
         let leases = Arc::clone(&self.leases);
         let fence = Arc::clone(&self.leases);
         let ended = (id.clone(), lease.clone());
+        let due_next = match &next {
+            NextState::Retry { at } => DueNext::At(*at),
+            NextState::Delivered | NextState::Parked { .. } => DueNext::Gone,
+        };
         let outcome = self.write_counted(Durability::Written, move |conn, delta| {
             // The fence: only the lease's holder records, once. The lease
             // ends once the record is committed (below): until then the
@@ -703,13 +775,14 @@ impl Store for SqliteStore {
         match outcome {
             Ok((recorded, spent)) => {
                 if spent {
-                    lock(&leases).end(ended.0, ended.1);
+                    let next = if recorded { due_next } else { DueNext::Gone };
+                    lock(&leases).end(ended.0, ended.1, next);
                 }
                 Ok(recorded)
             }
             // Rolled back: the message is pending again, and due at once.
             Err(e) => {
-                lock(&leases).end(ended.0, ended.1);
+                lock(&leases).end(ended.0, ended.1, DueNext::Unknown);
                 Err(e)
             }
         }
@@ -739,9 +812,14 @@ impl Store for SqliteStore {
             .await;
         // Committed or rolled back, the leases end (only those the tokens
         // hold): the messages are due at `due_at`, or at once.
+        let next = if outcome.is_ok() {
+            DueNext::At(due_at)
+        } else {
+            DueNext::Unknown
+        };
         let mut leases = lock(&leases);
         for (id, token) in ended {
-            leases.end(id, token);
+            leases.end(id, token, next.clone());
         }
         outcome
     }
@@ -987,6 +1065,9 @@ impl Store for SqliteStore {
 }
 
 #[cfg(test)]
+mod cursor_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::conformance::{new_message, want};
@@ -1130,16 +1211,34 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let conn = connect(&dir.path().join("x.db")).expect("open");
         migrate(&conn).expect("migrate");
+        for i in 0..20 {
+            conn.execute(
+                "INSERT INTO messages (id, destination, method, path, headers, body, idempotency_key, \
+                 request_hash, marked_idempotent, state, cycle_started_at, next_attempt_at, created_at, updated_at) \
+                 VALUES (?1, 'crm', 'POST', '/', '[]', x'', ?1, 'h', 0, 'pending', 0, ?2, 0, 0)",
+                params![format!("m{i:02}"), i % 7],
+            )
+            .expect("insert");
+        }
         let leases = Mutex::new(Leases::default());
+        let mut taken = 0;
         for n in 1..=5 {
             let want = vec![("crm".to_owned(), n)];
-            claim_due(&conn, &leases, 10, &want, "L", 100).expect("claim");
+            taken += claim_due(&conn, &leases, 10, &want, "L", 100)
+                .expect("claim")
+                .len();
         }
-        let reprepares = conn
-            .prepare_cached(DUE_ENTRIES)
-            .expect("cached")
-            .get_status(rusqlite::StatementStatus::RePrepare);
-        assert_eq!(reprepares, 0);
+        assert_eq!(
+            taken, 15,
+            "the first claim from the front, the others from the cursor"
+        );
+        for sql in [DUE_ENTRIES, DUE_ENTRIES_AFTER] {
+            let reprepares = conn
+                .prepare_cached(sql)
+                .expect("cached")
+                .get_status(rusqlite::StatementStatus::RePrepare);
+            assert_eq!(reprepares, 0, "{sql}");
+        }
         // And it still reads one destination's due entries in claim order,
         // with no sort.
         let plan: Vec<String> = conn
@@ -1152,6 +1251,19 @@ mod tests {
         assert_eq!(
             plan,
             ["SEARCH messages USING COVERING INDEX messages_due_by_destination (destination=? AND next_attempt_at<?)"],
+            "{plan:?}"
+        );
+        // From a cursor: a search that starts at the cursor's key.
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {DUE_ENTRIES_AFTER}"))
+            .expect("plan")
+            .query_map(params!["crm", 10, 3, "m03"], |r| r.get(3))
+            .expect("rows")
+            .collect::<rusqlite::Result<_>>()
+            .expect("plan rows");
+        assert_eq!(
+            plan,
+            ["SEARCH messages USING COVERING INDEX messages_due_by_destination (destination=? AND (next_attempt_at,id)>(?,?) AND next_attempt_at<?)"],
             "{plan:?}"
         );
     }
