@@ -35,7 +35,31 @@ pub struct Destination {
 
 impl Destination {
     /// The full URL of `path` (which starts with `/`) at this destination.
+    ///
+    /// Every attempt asks for one: the base's scheme and authority are shared
+    /// (cheap clones) and only the path is parsed, rather than printing the
+    /// base and parsing the whole URL again.
     pub fn url_for(&self, path: &str) -> Result<Uri, http::uri::InvalidUri> {
+        if let (Some(scheme), Some(authority), None, true) = (
+            self.url.scheme(),
+            self.url.authority(),
+            self.url.query(),
+            path.starts_with('/'),
+        ) {
+            let prefix = self.url.path().trim_end_matches('/');
+            let mut joined = String::with_capacity(prefix.len() + path.len());
+            joined.push_str(prefix);
+            joined.push_str(path);
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(scheme.clone());
+            parts.authority = Some(authority.clone());
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_maybe_shared(
+                bytes::Bytes::from(joined),
+            )?);
+            if let Ok(uri) = Uri::from_parts(parts) {
+                return Ok(uri);
+            }
+        }
         let base = self.url.to_string();
         let base = base.trim_end_matches('/');
         format!("{base}{path}").parse()
@@ -167,6 +191,13 @@ mod tests {
             dest("https://crm.example.com/api/").url_for("/v1").unwrap(),
             "https://crm.example.com/api/v1"
         );
+        assert_eq!(
+            dest("http://127.0.0.1:8080/hooks")
+                .url_for("/a%20b")
+                .unwrap(),
+            "http://127.0.0.1:8080/hooks/a%20b"
+        );
+        assert!(dest("https://crm.example.com").url_for("/a b").is_err());
     }
 
     #[test]

@@ -421,9 +421,9 @@ impl<S: Store> Engine<S> {
                 .and_then(|d| {
                     let window = Arc::clone(&d.window).try_acquire_owned().ok()?;
                     let slot = Arc::clone(&inner.slots).try_acquire_owned().ok()?;
-                    Some((window, slot))
+                    Some((Arc::clone(d), window, slot))
                 });
-            let Some((window, slot)) = permits else {
+            let Some((dest, window, slot)) = permits else {
                 // Cannot happen (the room was counted); give it back if it does.
                 let _ = inner
                     .store
@@ -435,13 +435,27 @@ impl<S: Store> Engine<S> {
             tokio::spawn(async move {
                 engine.attempt(c, lease_until, window).await;
                 drop(slot);
-                engine.inner.wake.notify_one();
+                engine.wake_if_room(&dest);
             });
         }
         if full {
             Round::Full
         } else {
             Round::Partial
+        }
+    }
+
+    /// Wakes the scheduler if a claim could now take more: `dest`'s window
+    /// is half free (the point at which a claim refills it), or the engine's
+    /// slots are so few that they, not the windows, bound the claims. Every
+    /// other end of an attempt lets it sleep: a wake-up per attempt cost a
+    /// scheduler round (and a timer) per message, for nothing.
+    fn wake_if_room(&self, dest: &DestinationRuntime) {
+        let inner = &self.inner;
+        if dest.window.available_permits() >= (dest.window_size / 2).max(1)
+            || inner.slots.available_permits() <= inner.config.claim_batch
+        {
+            inner.wake.notify_one();
         }
     }
 
@@ -533,7 +547,7 @@ impl<S: Store> Engine<S> {
     /// destination's claim window, given back once the request is over.
     async fn attempt(&self, claimed: Claimed, lease_until: i64, window: OwnedSemaphorePermit) {
         let inner = &self.inner;
-        let Claimed { message, lease } = claimed;
+        let Claimed { mut message, lease } = claimed;
         let Some(dest) = inner.destinations.get(&message.destination).cloned() else {
             self.park_unknown_destination(message, lease).await;
             return;
@@ -557,7 +571,10 @@ impl<S: Store> Engine<S> {
             let _ = inner.store.release(vec![(message.id, lease)], due).await;
             return;
         }
-        let request = match build_request(&dest.config, &message, now) {
+        // The body goes to the request (the record and the decision do not
+        // need it): moved, not copied.
+        let body = std::mem::take(&mut message.body);
+        let request = match build_request_with(&dest.config, &message, body, now) {
             Ok(r) => r,
             Err(detail) => {
                 dest.breaker().cancel_probe();
@@ -572,7 +589,7 @@ impl<S: Store> Engine<S> {
         // slot, held until the record is durable, bounds the rest.
         drop(permit);
         drop(window);
-        inner.wake.notify_one();
+        self.wake_if_room(&dest);
         let done = self.now_ms();
         let jitter_seed: u64 = inner
             .rng
@@ -663,6 +680,17 @@ pub fn build_request(
     m: &Message,
     now_ms: i64,
 ) -> Result<OutboundRequest, String> {
+    build_request_with(dest, m, m.body.clone(), now_ms)
+}
+
+/// [`build_request`] with the body given apart, so a caller that owns the
+/// message can move it rather than copy it.
+fn build_request_with(
+    dest: &Destination,
+    m: &Message,
+    body: Vec<u8>,
+    now_ms: i64,
+) -> Result<OutboundRequest, String> {
     let method = Method::from_bytes(m.method.as_bytes())
         .map_err(|_| format!("`{}` is not an HTTP method", m.method))?;
     let uri = dest
@@ -691,7 +719,7 @@ pub fn build_request(
     }
     if let Some(secret) = &dest.signing {
         let ts = now_ms.div_euclid(1000);
-        let signature = secret.sign(&m.id, ts, &m.body);
+        let signature = secret.sign(&m.id, ts, &body);
         let pairs = [
             ("webhook-id", m.id.clone()),
             ("webhook-timestamp", ts.to_string()),
@@ -707,7 +735,7 @@ pub fn build_request(
         method,
         uri,
         headers,
-        body: Bytes::from(m.body.clone()),
+        body: Bytes::from(body),
         timeout: dest.policy.attempt_timeout,
     })
 }
