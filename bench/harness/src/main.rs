@@ -100,6 +100,68 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// CPU seconds (user + system) of this process's threads, summed by thread
+/// name: where a phase's CPU went (the runtime's workers, the SQLite writer,
+/// the claimer, ...).
+fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return by_name;
+    };
+    for task in tasks.filter_map(|t| t.ok()) {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ...`: the name may hold spaces, the fields after
+        // the last `)` do not.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        *by_name.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
+    }
+    by_name
+}
+
+/// µs of CPU per message of the threads that did the work between two
+/// [`cpu_by_thread`] readings, largest first: `"runtime 50, writer 20, ..."`.
+fn cpu_split(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+    messages: usize,
+) -> String {
+    let mut parts: Vec<(String, f64)> = Vec::new();
+    for (name, seconds) in after {
+        let used = seconds - before.get(name).copied().unwrap_or(0.0);
+        let label = match name.as_str() {
+            "tokio-rt-worker" => "runtime",
+            "sqlite-writer" => "writer",
+            "sqlite-claimer" => "claimer",
+            other => other,
+        };
+        let us = used * 1e6 / messages.max(1) as f64;
+        if us >= 0.5 {
+            match parts.iter_mut().find(|(l, _)| l == label) {
+                Some(part) => part.1 += us,
+                None => parts.push((label.to_owned(), us)),
+            }
+        }
+    }
+    parts.sort_by(|a, b| b.1.total_cmp(&a.1));
+    parts
+        .iter()
+        .map(|(label, us)| format!("{label} {us:.1}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Peak resident memory of this process, in MiB.
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -542,9 +604,14 @@ async fn main() -> Result<()> {
     for &n in args.drain.iter().filter(|_| args.wants("drain")) {
         let (store, _dir) = sqlite()?;
         let insert = fill(&store, n, 0, now_ms()).await?;
+        // The ceiling again, right before the drain: on a shared machine the
+        // one measured at the start may be minutes and a different speed away.
+        let (near, _) = raw_client(&ok.url(), c, s).await?;
         let busy0 = store.writer_busy_seconds();
         let (commits0, jobs0) = store.commit_counts();
+        let threads0 = cpu_by_thread();
         let (rate, cpu) = drain(store.clone(), &ok.url(), n, c).await?;
+        let split = cpu_split(&threads0, &cpu_by_thread(), n);
         // Of the drain's wall time, the writer's share spent on groups.
         let busy = (store.writer_busy_seconds() - busy0) / (n as f64 / rate);
         let (commits, jobs) = store.commit_counts();
@@ -554,7 +621,8 @@ async fn main() -> Result<()> {
             "sqlite",
             format!("{rate:.0} msg/s"),
             format!(
-                "{:.2} of the client ceiling; {cpu:.1} µs CPU/msg; {per_commit:.0} writes per commit; writer busy {:.0}%; stored at {insert:.0} msg/s",
+                "{:.2} of the client ceiling just before it ({near:.0} req/s; {:.2} of the first); {cpu:.1} µs CPU/msg ({split}); {per_commit:.0} writes per commit; writer busy {:.0}%; stored at {insert:.0} msg/s",
+                rate / near,
                 rate / raw,
                 busy * 100.0
             ),
@@ -643,13 +711,15 @@ async fn main() -> Result<()> {
             if let Some(db) = redrive_store::testdb::TestDatabase::create("bench drain").await {
                 let store = db.store().await;
                 let insert = fill(&store, n, 0, now_ms()).await?;
+                let (near, _) = raw_client(&ok.url(), c, s).await?;
                 let (rate, cpu) = drain(store, &ok.url(), n, c).await?;
                 row(
                     &format!("drain {n}"),
                     "postgres",
                     format!("{rate:.0} msg/s"),
                     format!(
-                        "{:.2} of the client ceiling; {cpu:.1} µs CPU/msg; stored at {insert:.0} msg/s",
+                        "{:.2} of the client ceiling just before it ({near:.0} req/s; {:.2} of the first); {cpu:.1} µs CPU/msg (this process; PostgreSQL's own not counted); stored at {insert:.0} msg/s",
+                        rate / near,
                         rate / raw
                     ),
                 );
