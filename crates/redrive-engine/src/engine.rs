@@ -131,6 +131,10 @@ struct Inner<S> {
     order: Vec<String>,
     /// Claim rounds so far, to rotate `order`.
     round: AtomicUsize,
+    /// The last round left out a destination it could not ask: the batch
+    /// was used up before its turn, or its circuit was open. Then every end
+    /// of an attempt wakes the scheduler, so that it asks again soon.
+    left_out: AtomicBool,
 }
 
 impl<S: Store> Engine<S> {
@@ -174,6 +178,7 @@ impl<S: Store> Engine<S> {
                 lease_ms,
                 order,
                 round: AtomicUsize::new(0),
+                left_out: AtomicBool::new(false),
             }),
         }
     }
@@ -384,19 +389,25 @@ impl<S: Store> Engine<S> {
         // shared between destinations over rounds.
         let start = inner.round.fetch_add(1, Ordering::Relaxed);
         let mut want: Vec<(String, usize)> = Vec::new();
+        let mut left_out = false;
         for k in 0..inner.order.len() {
             let name = &inner.order[(start + k) % inner.order.len()];
             let Some(d) = inner.destinations.get(name) else {
                 continue;
             };
             let free = d.window.available_permits();
-            if room == 0 || free < (d.window_size / 2).max(1) || d.breaker().blocks_claims(now) {
+            if free < (d.window_size / 2).max(1) {
+                continue;
+            }
+            if room == 0 || d.breaker().blocks_claims(now) {
+                left_out = true;
                 continue;
             }
             let take = free.min(room);
             want.push((name.clone(), take));
             room -= take;
         }
+        inner.left_out.store(left_out, Ordering::Relaxed);
         if want.is_empty() {
             return Round::NoRoom;
         }
@@ -446,14 +457,17 @@ impl<S: Store> Engine<S> {
     }
 
     /// Wakes the scheduler if a claim could now take more: `dest`'s window
-    /// is half free (the point at which a claim refills it), or the engine's
-    /// slots are so few that they, not the windows, bound the claims. Every
-    /// other end of an attempt lets it sleep: a wake-up per attempt cost a
-    /// scheduler round (and a timer) per message, for nothing.
+    /// is half free (the point at which a claim refills it), the engine's
+    /// slots are so few that they, not the windows, bound the claims, or the
+    /// last round left a destination out (its batch was used up, or a
+    /// circuit was open). Every other end of an attempt lets it sleep: a
+    /// wake-up per attempt cost a scheduler round (and a timer) per message,
+    /// for nothing.
     fn wake_if_room(&self, dest: &DestinationRuntime) {
         let inner = &self.inner;
         if dest.window.available_permits() >= (dest.window_size / 2).max(1)
             || inner.slots.available_permits() <= inner.config.claim_batch
+            || inner.left_out.load(Ordering::Relaxed)
         {
             inner.wake.notify_one();
         }

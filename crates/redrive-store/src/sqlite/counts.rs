@@ -119,7 +119,15 @@ impl Delta {
         }
     }
 
-    /// What [`Delta::made_due`] kept: `(destination, at, id)`.
+    /// Message `id` of `destination`, parked, is due again at `at` (a
+    /// redrive). Each is kept: its park's lease may not have ended yet, and
+    /// that lease must learn of it (see `leases`).
+    pub fn made_due_again(&mut self, destination: &str, at: i64, id: &str) {
+        self.due.push((destination.to_owned(), at, id.to_owned()));
+    }
+
+    /// What [`Delta::made_due`] and [`Delta::made_due_again`] kept:
+    /// `(destination, at, id)`.
     pub fn take_due(&mut self) -> Vec<(String, i64, String)> {
         std::mem::take(&mut self.due)
     }

@@ -34,7 +34,10 @@
 //! - a lease expires: a claim whose `now` reaches the earliest end of the
 //!   destination's leases (any taken since, or held at, its last rescan)
 //!   rescans;
-//! - the clock is read behind the cursor (a claim's `now` before its key).
+//! - the clock is read behind the cursor (a claim's `now` before its key,
+//!   or before the last rescan);
+//! - a message is made due again while still leased (redriven between its
+//!   park's commit and the end of its lease): its lease's end rescans.
 //!
 //! Like ends, the keys noted while a claim runs are compared once it has
 //! moved the cursor: its snapshot may predate them.
@@ -60,6 +63,10 @@ pub struct Lease {
     /// A record or release used it (not committed yet): it fences off
     /// another, and still holds the message.
     spent: bool,
+    /// The message was made due again (a redrive) while this lease held
+    /// it: a claim skipped it as leased, so its end must send the next
+    /// claim to the front, whatever its ender knows.
+    renoted: bool,
 }
 
 /// A place in a destination's due index: entries are ordered by due time,
@@ -101,6 +108,9 @@ struct Cursor {
     /// No lease of the destination held at the last rescan or granted since
     /// ends before this: until then, none behind the cursor has expired.
     expires: i64,
+    /// The clock of the last rescan: a lease it saw expired (and so did not
+    /// count in `expires`) holds again for a clock read before it.
+    rescanned_at: i64,
 }
 
 /// Every lease this process holds, by message id.
@@ -149,6 +159,7 @@ impl Leases {
             rowid,
             destination: destination.to_owned(),
             spent: false,
+            renoted: false,
         };
         if let Some(old) = self.by_id.insert(id, lease) {
             self.forget(&old.destination);
@@ -192,6 +203,7 @@ impl Leases {
             if let Some(lease) = self.by_id.remove(&id) {
                 self.forget(&lease.destination);
                 let key = match next {
+                    _ if lease.renoted => DueKey::front(),
                     DueNext::Gone => return,
                     DueNext::At(at) => DueKey { at, id },
                     DueNext::Unknown => DueKey::front(),
@@ -208,8 +220,18 @@ impl Leases {
         if self.claiming {
             self.noted.push((destination.to_owned(), key));
         } else {
-            self.compare(destination, &key);
+            self.note_now(destination, &key);
         }
+    }
+
+    fn note_now(&mut self, destination: &str, key: &DueKey) {
+        // Still leased (its record committed a park, its caller has not
+        // ended the lease yet): claims skip it until the lease ends, and
+        // the end must look again.
+        if let Some(lease) = self.by_id.get_mut(&key.id) {
+            lease.renoted = true;
+        }
+        self.compare(destination, key);
     }
 
     /// Sends `destination`'s next claim to the front if `key` is at or
@@ -227,7 +249,7 @@ impl Leases {
     pub fn read_after(&mut self, destination: &str, now: i64) -> Option<DueKey> {
         if let Some(cursor) = self.cursors.get(destination) {
             if let Some(after) = &cursor.after {
-                if now < cursor.expires && now >= after.at {
+                if now < cursor.expires && now >= after.at && now >= cursor.rescanned_at {
                     return Some(after.clone());
                 }
             }
@@ -247,6 +269,7 @@ impl Leases {
         };
         cursor.after = None;
         cursor.expires = expires;
+        cursor.rescanned_at = now;
         None
     }
 
@@ -279,7 +302,7 @@ impl Leases {
             self.remove(id, &token, next);
         }
         for (destination, key) in std::mem::take(&mut self.noted) {
-            self.compare(&destination, &key);
+            self.note_now(&destination, &key);
         }
     }
 
@@ -406,6 +429,42 @@ mod tests {
         leases.end("m5".into(), "t1".into(), DueNext::At(60));
         leases.finish_claim();
         assert_eq!(leases.cursor_of("crm"), None);
+    }
+
+    /// A message redriven while the lease of its park has not ended yet: a
+    /// claim skips it as leased and moves past it, so the lease's end, whose
+    /// ender only knows the park, must send the next claim to the front.
+    #[test]
+    fn a_message_made_due_while_leased_is_looked_for_when_the_lease_ends() {
+        let mut leases = Leases::default();
+        assert_eq!(leases.read_after("crm", 100), None);
+        leases.grant("m1".into(), "crm", 1, "t1", 1_000);
+        leases.advance("crm", key(10, "m1"));
+        // The park committed; the redrive commits before the lease ends.
+        leases.note_due("crm", key(50, "m1"));
+        assert_eq!(leases.read_after("crm", 100), Some(key(10, "m1")));
+        assert!(leases.is_held("m1", 100), "the claim skips it");
+        leases.grant("m2".into(), "crm", 2, "t2", 1_000);
+        leases.advance("crm", key(60, "m2"));
+        leases.end("m1".into(), "t1".into(), DueNext::Gone);
+        assert_eq!(leases.cursor_of("crm"), None);
+    }
+
+    /// A rescan does not count a lease that had expired by its clock; a
+    /// clock read before that rescan finds the lease holding again, so it
+    /// reads from the front too.
+    #[test]
+    fn a_clock_read_before_the_last_rescan_reads_from_the_front() {
+        let mut leases = Leases::default();
+        assert_eq!(leases.read_after("crm", 0), None);
+        leases.grant("a".into(), "crm", 1, "t1", 1_000);
+        leases.grant("m".into(), "crm", 2, "t1", 100);
+        leases.advance("crm", key(5, "m"));
+        assert_eq!(leases.read_after("crm", 150), None, "m's lease expired");
+        leases.grant("b".into(), "crm", 3, "t2", 1_000);
+        leases.advance("crm", key(3, "b"));
+        assert_eq!(leases.read_after("crm", 200), Some(key(3, "b")));
+        assert_eq!(leases.read_after("crm", 90), None, "the clock went back");
     }
 
     /// Behind a cursor every lease is held until the earliest of them ends;

@@ -459,7 +459,7 @@ fn redrive_ids(
         if stmt.execute(params![id, now]).map_err(db)? == 1 {
             let destination = destination_of(conn, id)?;
             delta.moved(&destination, MessageState::Parked, MessageState::Pending);
-            delta.made_due(&destination, now, id);
+            delta.made_due_again(&destination, now, id);
             done.push(id.clone());
         }
     }
@@ -510,9 +510,34 @@ fn claim_due(
     lease_until: i64,
 ) -> Result<Vec<Claimed>, StoreError> {
     let tx = conn.unchecked_transaction().map_err(db)?;
+    let mut picked: Vec<(i64, String)> = Vec::new();
+    let claimed = take_due(&tx, leases, now, want, lease, lease_until, &mut picked)
+        .and_then(|()| read_claimed(&tx, &picked, lease, lease_until));
+    if claimed.is_err() {
+        // Nothing of this claim is delivered: the leases it granted end,
+        // their messages where they were.
+        let mut leases = lock(leases);
+        for (_, id) in picked {
+            leases.end(id, lease.to_owned(), DueNext::Unknown);
+        }
+    }
+    claimed
+}
+
+/// The scan of a claim: per destination, grants `lease` on its oldest due
+/// entries that no lease holds, noting each in `picked` as it is granted,
+/// and moves the destination's cursor.
+fn take_due(
+    tx: &Connection,
+    leases: &Mutex<Leases>,
+    now: i64,
+    want: &[(String, usize)],
+    lease: &str,
+    lease_until: i64,
+    picked: &mut Vec<(i64, String)>,
+) -> Result<(), StoreError> {
     let mut from_front = tx.prepare_cached(DUE_ENTRIES).map_err(db)?;
     let mut from_cursor = tx.prepare_cached(DUE_ENTRIES_AFTER).map_err(db)?;
-    let mut picked: Vec<(i64, String)> = Vec::new();
     let mut candidates: Vec<(i64, String, i64)> = Vec::new();
     for (destination, n) in want.iter().filter(|(_, n)| *n > 0) {
         let (after, held) = {
@@ -570,35 +595,29 @@ fn claim_due(
             lock(leases).advance(destination, last);
         }
     }
+    Ok(())
+}
+
+/// The claimed messages, read from their rows in the claim's snapshot.
+fn read_claimed(
+    tx: &Connection,
+    picked: &[(i64, String)],
+    lease: &str,
+    lease_until: i64,
+) -> Result<Vec<Claimed>, StoreError> {
     let mut read = tx
         .prepare_cached(&format!("SELECT {COLUMNS} FROM messages WHERE rowid = ?1"))
         .map_err(db)?;
     let mut out = Vec::with_capacity(picked.len());
-    let mut failed = None;
-    for (rowid, _) in &picked {
-        match read.query_row([rowid], message_from_row) {
-            Ok(mut message) => {
-                // Just leased: shown as `Leases::show` would, without its lock.
-                message.leased = true;
-                message.next_attempt_at = Some(lease_until);
-                out.push(Claimed {
-                    message,
-                    lease: lease.to_owned(),
-                });
-            }
-            Err(e) => {
-                failed = Some(db(e));
-                break;
-            }
-        }
-    }
-    if let Some(e) = failed {
-        // Nothing of this claim is delivered: its leases end.
-        let mut leases = lock(leases);
-        for (_, id) in picked {
-            leases.end(id, lease.to_owned(), DueNext::Unknown);
-        }
-        return Err(e);
+    for (rowid, _) in picked {
+        let mut message = read.query_row([rowid], message_from_row).map_err(db)?;
+        // Just leased: shown as `Leases::show` would, without its lock.
+        message.leased = true;
+        message.next_attempt_at = Some(lease_until);
+        out.push(Claimed {
+            message,
+            lease: lease.to_owned(),
+        });
     }
     Ok(out)
 }
