@@ -80,24 +80,27 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// User + system CPU seconds of this process.
-fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
+/// The name and the user + system CPU seconds in a `/proc/.../stat` line:
+/// `pid (comm) state ...`, where the name may hold spaces and the fields
+/// after the last `)` do not.
+fn stat_cpu(stat: &str) -> Option<(&str, f64)> {
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
     let ticks = |i: usize| {
         fields
             .get(i)
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    (ticks(11) + ticks(12)) / 100.0
+    Some((stat.get(open + 1..close)?, (ticks(11) + ticks(12)) / 100.0))
+}
+
+/// User + system CPU seconds of this process.
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| stat_cpu(&stat).map(|(_, seconds)| seconds))
+        .unwrap_or(0.0)
 }
 
 /// CPU seconds (user + system) of this process's threads, summed by thread
@@ -112,20 +115,9 @@ fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue;
         };
-        // `pid (comm) state ...`: the name may hold spaces, the fields after
-        // the last `)` do not.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = stat[open + 1..close].to_owned();
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        *by_name.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
+        if let Some((name, seconds)) = stat_cpu(&stat) {
+            *by_name.entry(name.to_owned()).or_insert(0.0) += seconds;
+        }
     }
     by_name
 }

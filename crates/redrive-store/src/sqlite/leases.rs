@@ -79,16 +79,6 @@ pub struct DueKey {
     pub id: String,
 }
 
-impl DueKey {
-    /// Before every entry: noting it always sends the next claim to the front.
-    fn front() -> DueKey {
-        DueKey {
-            at: i64::MIN,
-            id: String::new(),
-        }
-    }
-}
-
 /// Where a message whose lease ends is due next, as far as its ender knows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DueNext {
@@ -202,13 +192,12 @@ impl Leases {
         if self.by_id.get(&id).is_some_and(|l| l.token == token) {
             if let Some(lease) = self.by_id.remove(&id) {
                 self.forget(&lease.destination);
-                let key = match next {
-                    _ if lease.renoted => DueKey::front(),
-                    DueNext::Gone => return,
-                    DueNext::At(at) => DueKey { at, id },
-                    DueNext::Unknown => DueKey::front(),
-                };
-                self.compare(&lease.destination, &key);
+                match next {
+                    _ if lease.renoted => self.rescan(&lease.destination),
+                    DueNext::Gone => {}
+                    DueNext::At(at) => self.compare(&lease.destination, &DueKey { at, id }),
+                    DueNext::Unknown => self.rescan(&lease.destination),
+                }
             }
         }
     }
@@ -232,6 +221,13 @@ impl Leases {
             lease.renoted = true;
         }
         self.compare(destination, key);
+    }
+
+    /// Sends `destination`'s next claim to the front.
+    fn rescan(&mut self, destination: &str) {
+        if let Some(cursor) = self.cursors.get_mut(destination) {
+            cursor.after = None;
+        }
     }
 
     /// Sends `destination`'s next claim to the front if `key` is at or
