@@ -36,6 +36,18 @@ pub use writer::{CommitCounts, Durability, MAX_GROUP};
 /// with the backlog.
 const CACHE_KIB: u32 = 16 * 1024;
 
+/// Page size of a new database file (an existing one keeps its own). Larger
+/// than SQLite's 4 KiB: every record and enqueue moves entries in five
+/// B-trees, and with fewer, larger pages each has fewer levels and splits a
+/// quarter as often. A split also makes the commit walk the whole page
+/// cache (SQLite renumbers the new pages through a scratch number past the
+/// end of the file, and the commit then drops every cached page numbered
+/// past the end): four times fewer cached pages, four times less to walk.
+/// The rows and index entries a record touches lie together (ids and due
+/// times grow with time), so larger pages add little to what a commit
+/// writes.
+const PAGE_SIZE: u32 = 16 * 1024;
+
 /// Schema migrations, in order; `PRAGMA user_version` says how many ran.
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -318,8 +330,13 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(|e| {
         StoreError::Config(format!("cannot open the database {}: {e}", path.display()))
     })?;
+    // Foreign keys stay declared in the schema but are not enforced: the
+    // check cost every attempt recorded a lookup of its message, which the
+    // record has just updated; the one cascade (the purge) deletes the
+    // attempts itself.
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+        "PRAGMA page_size = {PAGE_SIZE}; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+         PRAGMA foreign_keys = OFF; PRAGMA busy_timeout = 10000; \
          PRAGMA cache_size = -{CACHE_KIB}; PRAGMA temp_store = MEMORY;"
     ))
     .map_err(|e| StoreError::Config(format!("cannot use the database {}: {e}", path.display())))?;
@@ -733,7 +750,9 @@ impl Store for SqliteStore {
                 NextState::Parked { reason } => ("parked", Some(reason.as_str()), None),
             };
             // No RETURNING (see `enqueue`): the update, then its counters
-            // read back from the row it just wrote.
+            // read back from the row it just wrote. (Not an INSERT ... SELECT
+            // of them: SQLite gives a statement that may insert several rows
+            // a statement journal, a copy of every page it touches.)
             let updated = conn
                 .prepare_cached(
                     "UPDATE messages SET state = ?1, park_reason = ?2, last_class = ?3, attempts = attempts + 1, \
@@ -981,8 +1000,9 @@ impl Store for SqliteStore {
         loop {
             let n = self
                 .write_counted(Durability::Written, move |conn, delta| {
-                    // The slice counted, then deleted: the same statement
-                    // reads the same rows twice in one transaction.
+                    // The slice counted, then its attempts and itself
+                    // deleted: the same statement reads the same rows each
+                    // time in one transaction.
                     let slice = "SELECT id FROM messages INDEXED BY messages_finished \
                          WHERE state IN ('delivered', 'discarded') AND updated_at < ?1 LIMIT 5000";
                     let mut counted = conn
@@ -1001,7 +1021,17 @@ impl Store for SqliteStore {
                         }
                     }
                     drop(rows);
-                    conn.execute(&format!("DELETE FROM messages WHERE id IN ({slice})"), [before])
+                    // The attempts first (foreign keys are not enforced, so
+                    // no cascade), while the slice still finds their messages.
+                    conn.prepare_cached(&format!(
+                        "DELETE FROM attempts WHERE message_id IN ({slice})"
+                    ))
+                    .map_err(db)?
+                    .execute([before])
+                    .map_err(db)?;
+                    conn.prepare_cached(&format!("DELETE FROM messages WHERE id IN ({slice})"))
+                        .map_err(db)?
+                        .execute([before])
                         .map_err(db)
                 })
                 .await? as u64;
@@ -1111,6 +1141,53 @@ mod tests {
             reason: reason.into(),
             ..AttemptRecord::default()
         }
+    }
+
+    fn page_size(path: &Path) -> i64 {
+        let conn = Connection::open(path).expect("open");
+        conn.query_row("PRAGMA page_size", [], |r| r.get(0))
+            .expect("page size")
+    }
+
+    /// A new database gets `PAGE_SIZE` pages; one made before (SQLite's 4
+    /// KiB) keeps its own, since a WAL database cannot change it, and works
+    /// as before: the change of page size needs no migration.
+    #[tokio::test]
+    async fn new_databases_get_large_pages_and_old_ones_keep_theirs() {
+        let dir = tempfile::tempdir().expect("dir");
+        let fresh = dir.path().join("fresh.db");
+        drop(SqliteStore::open(&fresh).expect("open"));
+        assert_eq!(page_size(&fresh), i64::from(PAGE_SIZE));
+
+        let old = dir.path().join("old.db");
+        Connection::open(&old)
+            .expect("create")
+            .execute_batch(
+                "PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE earlier (x);",
+            )
+            .expect("an older database");
+        let store = SqliteStore::open(&old).expect("open the older database");
+        store
+            .enqueue(vec![new_message("01OLD", "crm", "k-old", 10)])
+            .await
+            .expect("enqueue");
+        let claimed = store
+            .claim(20, want("crm", 1), "L".into(), 1_000)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1);
+        assert!(store
+            .record(
+                "01OLD".into(),
+                "L".into(),
+                outcome("x"),
+                NextState::Delivered,
+                30
+            )
+            .await
+            .expect("record"));
+        drop(store);
+        assert_eq!(page_size(&old), 4096);
     }
 
     /// The counts `stats` reports are kept in memory and moved by each
