@@ -25,7 +25,7 @@ use redrive_engine::{
     ClientConfig, Destination, Engine, EngineConfig, HttpClient, OutboundRequest, SystemClock,
 };
 use redrive_mock::{MockServer, Scenario};
-use redrive_store::{NewMessage, SqliteStore, Store};
+use redrive_store::{Filter, MessageState, NewMessage, SqliteStore, Store};
 use tokio::sync::watch;
 
 /// The allocator the `redrive` binary uses, so that the engine is measured as
@@ -330,10 +330,19 @@ async fn fill<S: Store>(store: &S, n: usize, offset: usize, at: i64) -> Result<f
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
-/// 1 while any message is pending, else 0 (a cheap index lookup, so the
-/// polling does not weigh on what it measures).
+/// 1 while any message is pending, else 0: the first entry of the index by
+/// state, so the polling does not weigh on what it measures. (`next_due`
+/// reads past every leased message to the first due one, a few hundred rows
+/// in a drain; under valgrind, which slows the drain forty times but not the
+/// poll's clock, that was 4% of the instructions counted per message.)
 async fn pending<S: Store>(store: &S) -> Result<u64> {
-    Ok(u64::from(store.next_due().await?.is_some()))
+    let filter = Filter {
+        state: Some(MessageState::Pending),
+        ..Filter::default()
+    };
+    Ok(u64::from(
+        !store.list(filter, None, 1).await?.messages.is_empty(),
+    ))
 }
 
 fn engine<S: Store>(store: S, url: &str, concurrency: usize) -> Result<Engine<S>> {

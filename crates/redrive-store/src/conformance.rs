@@ -600,6 +600,81 @@ pub async fn list_pages_and_filters<S: Store>(s: S) {
     assert!(parked.messages.is_empty());
 }
 
+/// A state listed across destinations pages in id order, each message once,
+/// however the destinations' ids interleave; so does a filter on the state
+/// and a class.
+pub async fn list_a_state_across_destinations<S: Store>(s: S) {
+    let names = ["crm", "erp", "billing"];
+    for i in 0..12usize {
+        enqueue_one(
+            &s,
+            new_message(&format!("01S{i:02}"), names[i % 3], &format!("ks{i}"), 0),
+        )
+        .await;
+    }
+    // Park the oldest of each destination, and one more of crm's.
+    for (k, dest) in ["crm", "erp", "billing", "crm"].into_iter().enumerate() {
+        let lease = format!("P{k}");
+        let claimed = s
+            .claim(1, want(dest, 1), lease.clone(), 100)
+            .await
+            .expect("claim");
+        let id = claimed[0].message.id.clone();
+        let next = NextState::Parked {
+            reason: "exhausted".into(),
+        };
+        assert!(s
+            .record(id, lease, failed("server", "park", "exhausted"), next, 10)
+            .await
+            .expect("record"));
+    }
+    let ids = |page: &crate::model::Page| {
+        page.messages
+            .iter()
+            .map(|m| m.id.clone())
+            .collect::<Vec<_>>()
+    };
+    let parked: Vec<String> = (0..4).map(|i| format!("01S{i:02}")).collect();
+    let by_state = |state| Filter {
+        state: Some(state),
+        ..Filter::default()
+    };
+    for (filter, expected) in [
+        (by_state(MessageState::Parked), parked.clone()),
+        (
+            by_state(MessageState::Pending),
+            (4..12).map(|i| format!("01S{i:02}")).collect(),
+        ),
+        (
+            Filter {
+                class: Some("server".into()),
+                ..by_state(MessageState::Parked)
+            },
+            parked.clone(),
+        ),
+    ] {
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = s.list(filter.clone(), cursor, 3).await.expect("list");
+            assert!(page.messages.len() <= 3, "{filter:?}");
+            seen.extend(ids(&page));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "{filter:?}");
+    }
+    // A bulk redrive takes the oldest parked messages first, whatever their
+    // destination.
+    let taken = s
+        .redrive_matching(by_state(MessageState::Parked), 20, 3)
+        .await
+        .expect("redrive");
+    assert_eq!(taken, parked[..3]);
+}
+
 /// Retention deletes old delivered and discarded messages, never parked or
 /// pending ones.
 pub async fn purge_keeps_parked_and_pending<S: Store>(s: S) {
@@ -710,6 +785,7 @@ macro_rules! conformance_tests {
             redrive_by_filter,
             release_spends_no_attempt,
             list_pages_and_filters,
+            list_a_state_across_destinations,
             purge_keeps_parked_and_pending,
             stats_and_report
         );

@@ -609,13 +609,33 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let mut params: Vec<Param> = Vec::new();
         let mut sql = format!("SELECT {COLUMNS} FROM messages WHERE TRUE");
+        // The state, when filtered on, is `$1`: `filter_sql` adds it first.
         sql.push_str(&filter_sql(&filter, &mut params));
         if let Some(c) = cursor {
             params.push(Box::new(c));
             sql.push_str(&format!(" AND id > ${}", params.len()));
         }
         params.push(Box::new(i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1));
-        sql.push_str(&format!(" ORDER BY id LIMIT ${}", params.len()));
+        let n = params.len();
+        let sql = if filter.state.is_some() && filter.destination.is_none() {
+            // The index by state orders each destination's messages by id,
+            // not a whole state's: alone, the planner walks the primary key
+            // and skips every message in other states (600 ms to list the
+            // 100,000 pending behind 1,900,000 delivered). Each destination
+            // (a skip scan) is read in order instead, the pages merged.
+            format!(
+                "WITH RECURSIVE d(name) AS ( \
+                   SELECT MIN(destination) FROM messages WHERE state = $1 \
+                   UNION ALL \
+                   SELECT (SELECT MIN(destination) FROM messages WHERE state = $1 AND destination > d.name) \
+                   FROM d WHERE d.name IS NOT NULL) \
+                 SELECT m.* FROM d CROSS JOIN LATERAL \
+                   ({sql} AND destination = d.name ORDER BY id LIMIT ${n}) m \
+                 WHERE d.name IS NOT NULL ORDER BY m.id LIMIT ${n}"
+            )
+        } else {
+            format!("{sql} ORDER BY id LIMIT ${n}")
+        };
         let rows = client.query(&sql, &refs(&params)).await.map_err(db)?;
         let mut messages: Vec<Message> = rows.iter().map(message).collect();
         let next = if messages.len() > limit {

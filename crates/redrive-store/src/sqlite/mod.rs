@@ -458,6 +458,87 @@ fn filter_sql(f: &Filter, params: &mut Vec<rusqlite::types::Value>) -> String {
     sql
 }
 
+/// Each destination holding messages in state `?1`, in name order, by a
+/// skip scan of the index by state: one probe per destination.
+const DESTINATIONS_IN_STATE: &str = "WITH RECURSIVE d(name) AS ( \
+       SELECT MIN(destination) FROM messages WHERE state = ?1 \
+       UNION ALL \
+       SELECT (SELECT MIN(destination) FROM messages WHERE state = ?1 AND destination > d.name) \
+       FROM d WHERE d.name IS NOT NULL) \
+     SELECT name FROM d WHERE name IS NOT NULL";
+
+/// The first `limit` messages `filter` matches after `cursor`, in id order,
+/// each read by `read` from the columns `columns`.
+///
+/// The index by state orders each destination's messages by id, not a
+/// whole state's: a filter on a state alone made SQLite sort every message
+/// in that state for one page (all 10,000,000 delivered ones, say). Such a
+/// filter reads each destination in order instead, `limit` at most from
+/// each, and keeps the first `limit` of them all.
+fn in_id_order<T>(
+    conn: &Connection,
+    columns: &str,
+    filter: &Filter,
+    cursor: Option<&str>,
+    limit: usize,
+    read: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
+    id: impl Fn(&T) -> &str,
+) -> Result<Vec<T>, StoreError> {
+    let (Some(state), None) = (filter.state, &filter.destination) else {
+        return in_id_order_by_index(conn, columns, filter, cursor, limit, &read);
+    };
+    let destinations = conn
+        .prepare_cached(DESTINATIONS_IN_STATE)
+        .map_err(db)?
+        .query_map([state.as_str()], |r| r.get::<_, String>(0))
+        .map_err(db)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db)?;
+    let mut rows = Vec::new();
+    for destination in destinations {
+        let one = Filter {
+            destination: Some(destination),
+            ..filter.clone()
+        };
+        rows.extend(in_id_order_by_index(
+            conn, columns, &one, cursor, limit, &read,
+        )?);
+    }
+    // SQLite compares text bytewise, as `str` does.
+    rows.sort_by(|a, b| id(a).cmp(id(b)));
+    rows.truncate(limit);
+    Ok(rows)
+}
+
+/// One query of [`in_id_order`]: the index gives the order when the filter
+/// names a destination (and a state), or names no state at all.
+fn in_id_order_by_index<T>(
+    conn: &Connection,
+    columns: &str,
+    filter: &Filter,
+    cursor: Option<&str>,
+    limit: usize,
+    read: &impl Fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut values = Vec::new();
+    let mut sql = format!("SELECT {columns} FROM messages WHERE 1 = 1");
+    sql.push_str(&filter_sql(filter, &mut values));
+    if let Some(c) = cursor {
+        sql.push_str(" AND id > ?");
+        values.push(rusqlite::types::Value::Text(c.to_owned()));
+    }
+    sql.push_str(" ORDER BY id LIMIT ?");
+    values.push(rusqlite::types::Value::Integer(
+        i64::try_from(limit).unwrap_or(i64::MAX),
+    ));
+    conn.prepare_cached(&sql)
+        .map_err(db)?
+        .query_map(rusqlite::params_from_iter(values), |r| read(r))
+        .map_err(db)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db)
+}
+
 fn redrive_ids(
     conn: &Connection,
     delta: &mut Delta,
@@ -904,21 +985,15 @@ impl Store for SqliteStore {
     ) -> Result<Page, StoreError> {
         let leases = Arc::clone(&self.leases);
         self.read(move |conn| {
-            let mut values = Vec::new();
-            let mut sql = format!("SELECT {COLUMNS} FROM messages WHERE 1 = 1");
-            sql.push_str(&filter_sql(&filter, &mut values));
-            if let Some(c) = cursor {
-                sql.push_str(" AND id > ?");
-                values.push(rusqlite::types::Value::Text(c));
-            }
-            sql.push_str(" ORDER BY id LIMIT ?");
-            values.push(rusqlite::types::Value::Integer(limit as i64 + 1));
-            let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
-            let mut messages = stmt
-                .query_map(rusqlite::params_from_iter(values), message_from_row)
-                .map_err(db)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(db)?;
+            let mut messages = in_id_order(
+                conn,
+                COLUMNS,
+                &filter,
+                cursor.as_deref(),
+                limit.saturating_add(1),
+                message_from_row,
+                |m| &m.id,
+            )?;
             {
                 let leases = lock(&leases);
                 for m in &mut messages {
@@ -954,20 +1029,15 @@ impl Store for SqliteStore {
                 state: Some(MessageState::Parked),
                 ..filter
             };
-            let mut values = Vec::new();
-            let mut sql = "SELECT id FROM messages WHERE 1 = 1".to_owned();
-            sql.push_str(&filter_sql(&filter, &mut values));
-            sql.push_str(" ORDER BY id LIMIT ?");
-            values.push(rusqlite::types::Value::Integer(limit as i64));
-            let ids = conn
-                .prepare_cached(&sql)
-                .map_err(db)?
-                .query_map(rusqlite::params_from_iter(values), |r| {
-                    r.get::<_, String>(0)
-                })
-                .map_err(db)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(db)?;
+            let ids = in_id_order(
+                conn,
+                "id",
+                &filter,
+                None,
+                limit,
+                |r| r.get::<_, String>(0),
+                |id| id,
+            )?;
             redrive_ids(conn, delta, &ids, now)
         })
         .await
@@ -1141,6 +1211,80 @@ mod tests {
             reason: reason.into(),
             ..AttemptRecord::default()
         }
+    }
+
+    /// A state across destinations is read per destination, in the index's
+    /// order: no query sorts the state's messages (the conformance test
+    /// `list_a_state_across_destinations` checks the pages).
+    #[tokio::test]
+    async fn a_state_alone_is_listed_in_id_order_without_a_sort() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteStore::open(&dir.path().join("x.db")).expect("open");
+        let names = ["crm", "erp", "billing"];
+        let batch: Vec<NewMessage> = (0..12)
+            .map(|i| new_message(&format!("01M{i:02}"), names[i % 3], &format!("k{i}"), 10))
+            .collect();
+        store.enqueue(batch).await.expect("enqueue");
+        let pending = Filter {
+            state: Some(MessageState::Pending),
+            ..Filter::default()
+        };
+        let conn = connect(store.path()).expect("open");
+        let plan = |sql: &str, values: Vec<rusqlite::types::Value>| -> String {
+            conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("plan")
+                .query_map(rusqlite::params_from_iter(values), |r| {
+                    r.get::<_, String>(3)
+                })
+                .expect("rows")
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .expect("plan rows")
+                .join("; ")
+        };
+        // The premise: a query of a state alone sorts the whole state.
+        let mut values = Vec::new();
+        let state_only = format!(
+            "SELECT id FROM messages WHERE 1 = 1{} AND id > ? ORDER BY id LIMIT ?",
+            filter_sql(&pending, &mut values)
+        );
+        values.push("01M03".to_owned().into());
+        values.push(3.into());
+        let alone = plan(&state_only, values);
+        assert!(alone.contains("TEMP B-TREE"), "{alone}");
+        // `in_id_order` never runs it (a cached statement that ran would
+        // count its sort), and each destination's query reads in order.
+        let ids = in_id_order(
+            &conn,
+            "id",
+            &pending,
+            Some("01M03"),
+            3,
+            |r| r.get::<_, String>(0),
+            |id| id,
+        )
+        .expect("in order");
+        assert_eq!(ids, ["01M04", "01M05", "01M06"]);
+        let sorts = conn
+            .prepare_cached(&state_only)
+            .expect("cached")
+            .get_status(rusqlite::StatementStatus::Sort);
+        assert_eq!(sorts, 0, "a query of the state alone ran");
+        let one = Filter {
+            destination: Some("crm".into()),
+            ..pending.clone()
+        };
+        let mut values = Vec::new();
+        let sql = format!(
+            "SELECT id FROM messages WHERE 1 = 1{} AND id > ? ORDER BY id LIMIT ?",
+            filter_sql(&one, &mut values)
+        );
+        values.push("01M00".to_owned().into());
+        values.push(3.into());
+        let each = plan(&sql, values);
+        assert!(!each.contains("TEMP B-TREE"), "{each}");
+        assert!(each.contains("messages_by_state"), "{each}");
+        let skip = plan(DESTINATIONS_IN_STATE, vec!["parked".to_owned().into()]);
+        assert!(!skip.contains("SCAN messages"), "{skip}");
     }
 
     fn page_size(path: &Path) -> i64 {
