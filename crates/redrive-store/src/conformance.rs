@@ -601,14 +601,17 @@ pub async fn list_pages_and_filters<S: Store>(s: S) {
 }
 
 /// A state listed across destinations pages in id order, each message once,
-/// however the destinations' ids interleave; so does a filter on the state
-/// and a class.
+/// however the destinations' ids interleave and though each destination
+/// holds more than a page; so does a filter on the state and a class.
 pub async fn list_a_state_across_destinations<S: Store>(s: S) {
     let names = ["crm", "erp", "billing"];
-    for i in 0..12usize {
+    // Interleaved, then a run of one destination's (the end of the state
+    // comes from one destination alone).
+    for i in 0..22usize {
+        let dest = if i < 18 { names[i % 3] } else { "crm" };
         enqueue_one(
             &s,
-            new_message(&format!("01S{i:02}"), names[i % 3], &format!("ks{i}"), 0),
+            new_message(&format!("01S{i:02}"), dest, &format!("ks{i}"), 0),
         )
         .await;
     }
@@ -643,7 +646,7 @@ pub async fn list_a_state_across_destinations<S: Store>(s: S) {
         (by_state(MessageState::Parked), parked.clone()),
         (
             by_state(MessageState::Pending),
-            (4..12).map(|i| format!("01S{i:02}")).collect(),
+            (4..22).map(|i| format!("01S{i:02}")).collect(),
         ),
         (
             Filter {
@@ -656,8 +659,8 @@ pub async fn list_a_state_across_destinations<S: Store>(s: S) {
         let mut seen = Vec::new();
         let mut cursor = None;
         loop {
-            let page = s.list(filter.clone(), cursor, 3).await.expect("list");
-            assert!(page.messages.len() <= 3, "{filter:?}");
+            let page = s.list(filter.clone(), cursor, 2).await.expect("list");
+            assert!(page.messages.len() <= 2, "{filter:?}");
             seen.extend(ids(&page));
             match page.next {
                 Some(next) => cursor = Some(next),

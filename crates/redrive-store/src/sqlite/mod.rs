@@ -503,10 +503,12 @@ fn in_id_order<T>(
         rows.extend(in_id_order_by_index(
             conn, columns, &one, cursor, limit, &read,
         )?);
+        // The first `limit` so far, so that at most twice `limit` rows are
+        // held however many destinations there are. SQLite compares text
+        // bytewise, as `str` does.
+        rows.sort_by(|a, b| id(a).cmp(id(b)));
+        rows.truncate(limit);
     }
-    // SQLite compares text bytewise, as `str` does.
-    rows.sort_by(|a, b| id(a).cmp(id(b)));
-    rows.truncate(limit);
     Ok(rows)
 }
 
@@ -985,8 +987,11 @@ impl Store for SqliteStore {
     ) -> Result<Page, StoreError> {
         let leases = Arc::clone(&self.leases);
         self.read(move |conn| {
+            // One snapshot for the page, which may take a query per
+            // destination.
+            let snapshot = conn.unchecked_transaction().map_err(db)?;
             let mut messages = in_id_order(
-                conn,
+                &snapshot,
                 COLUMNS,
                 &filter,
                 cursor.as_deref(),
