@@ -414,6 +414,32 @@ fn filter_sql(f: &Filter, params: &mut Vec<Param>) -> String {
     sql
 }
 
+/// `select` (a `SELECT ... WHERE ...` of `filter_sql`, so the state, when
+/// filtered on, is `$1`) in id order, as many as the parameter numbered
+/// `limit` says, each row locked by `lock` (empty, or a locking clause).
+///
+/// The index by state orders each destination's messages by id, not a whole
+/// state's: with a state alone the planner walks the primary key and skips
+/// every message in other states (600 ms to list the 100,000 pending behind
+/// 1,900,000 delivered). Each destination holding the state (a skip scan) is
+/// read in order instead, and the pages merged.
+fn in_id_order(select: &str, filter: &Filter, limit: usize, lock: &str) -> String {
+    if filter.state.is_some() && filter.destination.is_none() {
+        format!(
+            "WITH RECURSIVE d(name) AS ( \
+               SELECT MIN(destination) FROM messages WHERE state = $1 \
+               UNION ALL \
+               SELECT (SELECT MIN(destination) FROM messages WHERE state = $1 AND destination > d.name) \
+               FROM d WHERE d.name IS NOT NULL) \
+             SELECT m.* FROM d CROSS JOIN LATERAL \
+               ({select} AND destination = d.name ORDER BY id LIMIT ${limit}{lock}) m \
+             WHERE d.name IS NOT NULL ORDER BY m.id LIMIT ${limit}"
+        )
+    } else {
+        format!("{select} ORDER BY id LIMIT ${limit}{lock}")
+    }
+}
+
 fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
     params
         .iter()
@@ -616,26 +642,7 @@ impl Store for PostgresStore {
             sql.push_str(&format!(" AND id > ${}", params.len()));
         }
         params.push(Box::new(i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1));
-        let n = params.len();
-        let sql = if filter.state.is_some() && filter.destination.is_none() {
-            // The index by state orders each destination's messages by id,
-            // not a whole state's: alone, the planner walks the primary key
-            // and skips every message in other states (600 ms to list the
-            // 100,000 pending behind 1,900,000 delivered). Each destination
-            // (a skip scan) is read in order instead, the pages merged.
-            format!(
-                "WITH RECURSIVE d(name) AS ( \
-                   SELECT MIN(destination) FROM messages WHERE state = $1 \
-                   UNION ALL \
-                   SELECT (SELECT MIN(destination) FROM messages WHERE state = $1 AND destination > d.name) \
-                   FROM d WHERE d.name IS NOT NULL) \
-                 SELECT m.* FROM d CROSS JOIN LATERAL \
-                   ({sql} AND destination = d.name ORDER BY id LIMIT ${n}) m \
-                 WHERE d.name IS NOT NULL ORDER BY m.id LIMIT ${n}"
-            )
-        } else {
-            format!("{sql} ORDER BY id LIMIT ${n}")
-        };
+        let sql = in_id_order(&sql, &filter, params.len(), "");
         let rows = client.query(&sql, &refs(&params)).await.map_err(db)?;
         let mut messages: Vec<Message> = rows.iter().map(message).collect();
         let next = if messages.len() > limit {
@@ -671,10 +678,7 @@ impl Store for PostgresStore {
         let mut sql = "SELECT id FROM messages WHERE TRUE".to_owned();
         sql.push_str(&filter_sql(&filter, &mut params));
         params.push(Box::new(i64::try_from(limit).unwrap_or(i64::MAX)));
-        sql.push_str(&format!(
-            " ORDER BY id LIMIT ${} FOR UPDATE SKIP LOCKED",
-            params.len()
-        ));
+        let sql = in_id_order(&sql, &filter, params.len(), " FOR UPDATE SKIP LOCKED");
         let ids: Vec<String> = tx
             .query(&sql, &refs(&params))
             .await
