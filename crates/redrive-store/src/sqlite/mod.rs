@@ -522,6 +522,22 @@ fn in_id_order_by_index<T>(
     limit: usize,
     read: &impl Fn(&Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>, StoreError> {
+    let (sql, values) = id_order_query(columns, filter, cursor, limit);
+    conn.prepare_cached(&sql)
+        .map_err(db)?
+        .query_map(rusqlite::params_from_iter(values), |r| read(r))
+        .map_err(db)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db)
+}
+
+/// The statement of [`in_id_order_by_index`] and its values.
+fn id_order_query(
+    columns: &str,
+    filter: &Filter,
+    cursor: Option<&str>,
+    limit: usize,
+) -> (String, Vec<rusqlite::types::Value>) {
     let mut values = Vec::new();
     let mut sql = format!("SELECT {columns} FROM messages WHERE 1 = 1");
     sql.push_str(&filter_sql(filter, &mut values));
@@ -533,12 +549,7 @@ fn in_id_order_by_index<T>(
     values.push(rusqlite::types::Value::Integer(
         i64::try_from(limit).unwrap_or(i64::MAX),
     ));
-    conn.prepare_cached(&sql)
-        .map_err(db)?
-        .query_map(rusqlite::params_from_iter(values), |r| read(r))
-        .map_err(db)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(db)
+    (sql, values)
 }
 
 fn redrive_ids(
@@ -1247,13 +1258,7 @@ mod tests {
                 .join("; ")
         };
         // The premise: a query of a state alone sorts the whole state.
-        let mut values = Vec::new();
-        let state_only = format!(
-            "SELECT id FROM messages WHERE 1 = 1{} AND id > ? ORDER BY id LIMIT ?",
-            filter_sql(&pending, &mut values)
-        );
-        values.push("01M03".to_owned().into());
-        values.push(3.into());
+        let (state_only, values) = id_order_query("id", &pending, Some("01M03"), 3);
         let alone = plan(&state_only, values);
         assert!(alone.contains("TEMP B-TREE"), "{alone}");
         // `in_id_order` never runs it (a cached statement that ran would
@@ -1278,13 +1283,7 @@ mod tests {
             destination: Some("crm".into()),
             ..pending.clone()
         };
-        let mut values = Vec::new();
-        let sql = format!(
-            "SELECT id FROM messages WHERE 1 = 1{} AND id > ? ORDER BY id LIMIT ?",
-            filter_sql(&one, &mut values)
-        );
-        values.push("01M00".to_owned().into());
-        values.push(3.into());
+        let (sql, values) = id_order_query("id", &one, Some("01M00"), 3);
         let each = plan(&sql, values);
         assert!(!each.contains("TEMP B-TREE"), "{each}");
         assert!(each.contains("messages_by_state"), "{each}");
