@@ -66,14 +66,15 @@ impl Counts {
 
     /// Applies what a committed job changed.
     pub fn apply(&mut self, delta: &Delta) {
-        for (destination, state, n) in &delta.changes {
+        for (destination, changes) in &delta.changes {
             // A known destination is found without copying its name.
             let counts = match self.by_destination.get_mut(destination.as_str()) {
                 Some(counts) => counts,
                 None => self.entry(destination.clone()),
             };
-            let count = &mut counts[slot(*state)];
-            *count = count.saturating_add_signed(*n);
+            for (count, n) in counts.iter_mut().zip(changes) {
+                *count = count.saturating_add_signed(*n);
+            }
         }
     }
 
@@ -96,9 +97,13 @@ impl Counts {
 /// What one writer job changed in the counts, and the earliest message it
 /// made due without a lease per destination (for the claims' cursors);
 /// applied only if its group commits.
+///
+/// Changes are kept per run of one destination (a slot per state), so a
+/// record's move costs one entry and a batch of enqueues to one destination
+/// one entry in all: the writer notes a change per message it writes.
 #[derive(Debug, Default)]
 pub struct Delta {
-    changes: Vec<(String, MessageState, i64)>,
+    changes: Vec<(String, [i64; 4])>,
     due: Vec<(String, i64, String)>,
 }
 
@@ -134,20 +139,12 @@ impl Delta {
 
     /// `n` messages of `destination` entered `state`.
     pub fn add(&mut self, destination: &str, state: MessageState, n: u64) {
-        self.changes.push((
-            destination.to_owned(),
-            state,
-            i64::try_from(n).unwrap_or(i64::MAX),
-        ));
+        self.change(destination, state, i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// `n` messages of `destination` left `state`.
     pub fn remove(&mut self, destination: &str, state: MessageState, n: u64) {
-        self.changes.push((
-            destination.to_owned(),
-            state,
-            -i64::try_from(n).unwrap_or(i64::MAX),
-        ));
+        self.change(destination, state, -i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// One message of `destination` went from `from` to `to`.
@@ -156,5 +153,56 @@ impl Delta {
             self.remove(destination, from, 1);
             self.add(destination, to, 1);
         }
+    }
+
+    /// Adds `n` to `destination`'s `state`: into the last entry when it is
+    /// the same destination's, else in a new one.
+    fn change(&mut self, destination: &str, state: MessageState, n: i64) {
+        let entry = match self.changes.last_mut() {
+            Some((d, entry)) if d == destination => entry,
+            _ => {
+                self.changes.push((destination.to_owned(), [0; 4]));
+                match self.changes.last_mut() {
+                    Some((_, entry)) => entry,
+                    None => return,
+                }
+            }
+        };
+        let slot = &mut entry[slot(state)];
+        *slot = slot.saturating_add(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run of one destination's changes is one entry, and what they add
+    /// up to is what the counts get, whatever the order of destinations.
+    #[test]
+    fn changes_merge_per_run_and_apply_as_their_sum() {
+        let mut delta = Delta::default();
+        for _ in 0..3 {
+            delta.add("a", MessageState::Pending, 1);
+        }
+        delta.moved("a", MessageState::Pending, MessageState::Delivered);
+        delta.add("b", MessageState::Pending, 2);
+        delta.moved("a", MessageState::Pending, MessageState::Parked);
+        delta.moved("a", MessageState::Parked, MessageState::Parked);
+        assert_eq!(delta.changes.len(), 3, "{:?}", delta.changes);
+
+        let mut counts = Counts::default();
+        counts.apply(&delta);
+        let mut removal = Delta::default();
+        removal.remove("b", MessageState::Pending, 5);
+        counts.apply(&removal);
+        assert_eq!(
+            counts.snapshot(),
+            vec![
+                ("a".to_owned(), MessageState::Pending, 1),
+                ("a".to_owned(), MessageState::Delivered, 1),
+                ("a".to_owned(), MessageState::Parked, 1),
+            ]
+        );
     }
 }

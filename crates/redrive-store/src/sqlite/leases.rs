@@ -157,10 +157,13 @@ impl Leases {
         if let Some(cursor) = self.cursors.get_mut(destination) {
             cursor.expires = cursor.expires.min(until);
         }
-        *self
-            .per_destination
-            .entry(destination.to_owned())
-            .or_insert(0) += 1;
+        // A known destination is counted without copying its name.
+        match self.per_destination.get_mut(destination) {
+            Some(n) => *n += 1,
+            None => {
+                self.per_destination.insert(destination.to_owned(), 1);
+            }
+        }
     }
 
     /// The fence of records and releases: spends `id`'s lease if `token`
