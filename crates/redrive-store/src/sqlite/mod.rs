@@ -27,7 +27,7 @@ use crate::{Store, StoreError};
 
 use counts::{Counts, Delta};
 use leases::{lock, DeliveryLock, DueKey, DueNext, Leases};
-use writer::{ClosureJob, Job};
+use writer::{ClosureJob, Job, Writing};
 pub use writer::{CommitCounts, Durability, MAX_GROUP};
 
 /// Page cache per connection, in KiB. SQLite's default (2 MiB) makes a claim
@@ -185,6 +185,27 @@ pub struct SqliteStore {
     counts: Arc<Mutex<Counts>>,
 }
 
+// The statements the writer runs once per message, held prepared on its
+// thread (see `Writing::held`).
+
+/// An enqueue's insert; a duplicate key inserts nothing.
+const ENQUEUE_INSERT: &str = "INSERT INTO messages (id, destination, method, path, headers, body, idempotency_key, \
+     request_hash, marked_idempotent, state, cycle_started_at, next_attempt_at, created_at, updated_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?10, ?10, ?10) \
+     ON CONFLICT (idempotency_key) DO NOTHING";
+/// A record's update of its message (found by rowid, fenced by id and state).
+const RECORD_UPDATE: &str =
+    "UPDATE messages SET state = ?1, park_reason = ?2, last_class = ?3, attempts = attempts + 1, \
+     total_attempts = total_attempts + 1, next_attempt_at = ?4, lease = NULL, updated_at = ?5 \
+     WHERE rowid = ?6 AND id = ?7 AND state = 'pending'";
+/// The counters a record just wrote, read back by rowid.
+const RECORD_COUNTERS: &str =
+    "SELECT total_attempts, cycle, attempts FROM messages WHERE rowid = ?1";
+/// A record's attempt row.
+const RECORD_ATTEMPT: &str = "INSERT INTO attempts (message_id, n, cycle, attempt, started_at, latency_ms, status, transport, \
+     class, decision, reason, delay_ms, response_excerpt, detail, link_identities) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+
 fn db(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
@@ -256,7 +277,7 @@ impl SqliteStore {
     async fn write_as<T: Send + 'static>(
         &self,
         durability: Durability,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Writing<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (job, rx) = ClosureJob::boxed(f, durability);
         self.writer.send(job).map_err(|_| StoreError::Closed)?;
@@ -268,12 +289,12 @@ impl SqliteStore {
     async fn write_counted<T: Send + 'static>(
         &self,
         durability: Durability,
-        f: impl FnOnce(&Connection, &mut Delta) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Writing<'_>, &mut Delta) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let counts = Arc::clone(&self.counts);
         let leases = Arc::clone(&self.leases);
         let (job, rx) = ClosureJob::boxed_with_hook(
-            move |conn: &Connection| {
+            move |conn: &Writing<'_>| {
                 let mut delta = Delta::default();
                 let value = f(conn, &mut delta)?;
                 Ok((value, delta))
@@ -742,29 +763,24 @@ impl Store for SqliteStore {
             // ephemeral table and a statement journal (a copy of every page
             // it touches), which cost more than the insert. A new message is
             // what was inserted; only a duplicate key costs a lookup.
-            let mut insert = conn
-                .prepare_cached(
-                    "INSERT INTO messages (id, destination, method, path, headers, body, idempotency_key, \
-                     request_hash, marked_idempotent, state, cycle_started_at, next_attempt_at, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?10, ?10, ?10) \
-                     ON CONFLICT (idempotency_key) DO NOTHING",
-                )
-                .map_err(db)?;
             for m in batch {
-                let headers = serde_json::to_string(&m.headers).map_err(|e| StoreError::Database(e.to_string()))?;
-                let inserted = insert
-                    .execute(params![
-                        m.id,
-                        m.destination,
-                        m.method,
-                        m.path,
-                        headers,
-                        m.body,
-                        m.idempotency_key,
-                        m.request_hash,
-                        m.marked_idempotent,
-                        m.created_at
-                    ])
+                let headers = serde_json::to_string(&m.headers)
+                    .map_err(|e| StoreError::Database(e.to_string()))?;
+                let inserted = conn
+                    .held(ENQUEUE_INSERT, |s| {
+                        s.execute(params![
+                            m.id,
+                            m.destination,
+                            m.method,
+                            m.path,
+                            headers,
+                            m.body,
+                            m.idempotency_key,
+                            m.request_hash,
+                            m.marked_idempotent,
+                            m.created_at
+                        ])
+                    })
                     .map_err(db)?;
                 if inserted == 1 {
                     delta.add(&m.destination, MessageState::Pending, 1);
@@ -774,12 +790,16 @@ impl Store for SqliteStore {
                 }
                 let mut stored = get_by_key(conn, &m.idempotency_key)
                     .map_err(db)?
-                    .ok_or_else(|| StoreError::Database("the key conflicted but no message holds it".into()))?;
+                    .ok_or_else(|| {
+                        StoreError::Database("the key conflicted but no message holds it".into())
+                    })?;
                 lock(&leases).show(&mut stored);
                 out.push(if stored.request_hash == m.request_hash {
                     Enqueued::Duplicate(stored)
                 } else {
-                    Enqueued::Conflict { existing_id: stored.id }
+                    Enqueued::Conflict {
+                        existing_id: stored.id,
+                    }
                 });
             }
             Ok(out)
@@ -828,82 +848,83 @@ impl Store for SqliteStore {
             NextState::Retry { at } => DueNext::At(*at),
             NextState::Delivered | NextState::Parked { .. } => DueNext::Gone,
         };
-        let outcome = self.write_counted(Durability::Written, move |conn, delta| {
-            // The fence: only the lease's holder records, once. The lease
-            // ends once the record is committed (below): until then the
-            // message stays leased, so no claim takes it.
-            let Some((rowid, destination)) = lock(&fence)
-                .spend(&id, &lease)
-                .map(|(rowid, destination)| (rowid, destination.to_owned()))
-            else {
-                return Ok((false, false));
-            };
-            let (state, reason, next_at) = match &next {
-                NextState::Delivered => ("delivered", None, None),
-                NextState::Retry { at } => ("pending", None, Some(*at)),
-                NextState::Parked { reason } => ("parked", Some(reason.as_str()), None),
-            };
-            // No RETURNING (see `enqueue`): the update, then its counters
-            // read back from the row it just wrote. (Not an INSERT ... SELECT
-            // of them: SQLite gives a statement that may insert several rows
-            // a statement journal, a copy of every page it touches.)
-            let updated = conn
-                .prepare_cached(
-                    "UPDATE messages SET state = ?1, park_reason = ?2, last_class = ?3, attempts = attempts + 1, \
-                     total_attempts = total_attempts + 1, next_attempt_at = ?4, lease = NULL, updated_at = ?5 \
-                     WHERE rowid = ?6 AND id = ?7 AND state = 'pending'",
-                )
-                .map_err(db)?
-                .execute(params![state, reason, attempt.class, next_at, now, rowid, id])
+        let outcome = self
+            .write_counted(Durability::Written, move |conn, delta| {
+                // The fence: only the lease's holder records, once. The lease
+                // ends once the record is committed (below): until then the
+                // message stays leased, so no claim takes it.
+                let Some((rowid, destination)) = lock(&fence)
+                    .spend(&id, &lease)
+                    .map(|(rowid, destination)| (rowid, destination.to_owned()))
+                else {
+                    return Ok((false, false));
+                };
+                let (state, reason, next_at) = match &next {
+                    NextState::Delivered => ("delivered", None, None),
+                    NextState::Retry { at } => ("pending", None, Some(*at)),
+                    NextState::Parked { reason } => ("parked", Some(reason.as_str()), None),
+                };
+                // No RETURNING (see `enqueue`): the update, then its counters
+                // read back from the row it just wrote. (Not an INSERT ... SELECT
+                // of them: SQLite gives a statement that may insert several rows
+                // a statement journal, a copy of every page it touches.)
+                let updated = conn
+                    .held(RECORD_UPDATE, |s| {
+                        s.execute(params![
+                            state,
+                            reason,
+                            attempt.class,
+                            next_at,
+                            now,
+                            rowid,
+                            id
+                        ])
+                    })
+                    .map_err(db)?;
+                let counters: Option<(u32, u32, u32)> = if updated == 1 {
+                    conn.held(RECORD_COUNTERS, |s| {
+                        s.query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                            .optional()
+                    })
+                    .map_err(db)?
+                } else {
+                    None
+                };
+                let Some((n, cycle, in_cycle)) = counters else {
+                    return Ok((false, true));
+                };
+                match &next {
+                    NextState::Delivered => {
+                        delta.moved(&destination, MessageState::Pending, MessageState::Delivered)
+                    }
+                    NextState::Parked { .. } => {
+                        delta.moved(&destination, MessageState::Pending, MessageState::Parked)
+                    }
+                    NextState::Retry { .. } => {}
+                }
+                conn.held(RECORD_ATTEMPT, |s| {
+                    s.execute(params![
+                        id,
+                        n,
+                        cycle,
+                        in_cycle,
+                        attempt.started_at,
+                        attempt.latency_ms as i64,
+                        attempt.status,
+                        attempt.transport,
+                        attempt.class,
+                        attempt.decision,
+                        attempt.reason,
+                        attempt.delay_ms.map(|d| d as i64),
+                        attempt.response_excerpt,
+                        attempt.detail,
+                        attempt.link_identities
+                    ])
+                })
                 .map_err(db)?;
-            let counters: Option<(u32, u32, u32)> = if updated == 1 {
-                conn.prepare_cached("SELECT total_attempts, cycle, attempts FROM messages WHERE rowid = ?1")
-                    .map_err(db)?
-                    .query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .optional()
-                    .map_err(db)?
-            } else {
-                None
-            };
-            let Some((n, cycle, in_cycle)) = counters else {
-                return Ok((false, true));
-            };
-            match &next {
-                NextState::Delivered => {
-                    delta.moved(&destination, MessageState::Pending, MessageState::Delivered)
-                }
-                NextState::Parked { .. } => {
-                    delta.moved(&destination, MessageState::Pending, MessageState::Parked)
-                }
-                NextState::Retry { .. } => {}
-            }
-            conn.prepare_cached(
-                "INSERT INTO attempts (message_id, n, cycle, attempt, started_at, latency_ms, status, transport, \
-                 class, decision, reason, delay_ms, response_excerpt, detail, link_identities) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-            )
-            .map_err(db)?
-            .execute(params![
-                id,
-                n,
-                cycle,
-                in_cycle,
-                attempt.started_at,
-                attempt.latency_ms as i64,
-                attempt.status,
-                attempt.transport,
-                attempt.class,
-                attempt.decision,
-                attempt.reason,
-                attempt.delay_ms.map(|d| d as i64),
-                attempt.response_excerpt,
-                attempt.detail,
-                attempt.link_identities
-            ])
-            .map_err(db)?;
-            Ok((true, true))
-        })
-        .await;
+                Ok((true, true))
+            })
+            .await;
         match outcome {
             Ok((recorded, spent)) => {
                 if spent {
