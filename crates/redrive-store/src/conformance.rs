@@ -380,6 +380,60 @@ pub async fn an_expired_lease_loses_to_the_new_holder<S: Store>(s: S) {
     assert_eq!(attempts.len(), 1);
 }
 
+/// Every attempt is numbered over the message's life (`n`), by cycle and
+/// within its cycle, through retries, a park and a redrive; the message's
+/// counters say the same.
+pub async fn attempts_are_numbered_through_retries_and_cycles<S: Store>(s: S) {
+    enqueue_one(&s, new_message("01A", "crm", "k1", 0)).await;
+    let steps: [(&str, NextState); 4] = [
+        ("retry", NextState::Retry { at: 50 }),
+        ("retry", NextState::Retry { at: 150 }),
+        (
+            "park",
+            NextState::Parked {
+                reason: "exhausted".into(),
+            },
+        ),
+        ("delivered", NextState::Delivered),
+    ];
+    let mut now = 0;
+    for (i, (decision, next)) in steps.into_iter().enumerate() {
+        if i == 3 {
+            let redriven = s
+                .redrive(vec!["01A".into()], now - 50)
+                .await
+                .expect("redrive");
+            assert_eq!(redriven, vec!["01A".to_owned()]);
+        }
+        let lease = format!("L{i}");
+        let c = s
+            .claim(now, want("crm", 1), lease.clone(), now + 1_000)
+            .await
+            .expect("claim");
+        assert_eq!(c.len(), 1, "step {i}");
+        let ok = s
+            .record(
+                "01A".into(),
+                lease,
+                failed("server", decision, "schedule"),
+                next,
+                now + 10,
+            )
+            .await
+            .expect("record");
+        assert!(ok, "step {i}");
+        now += 100;
+    }
+    let (m, attempts) = s.get("01A".into()).await.expect("get").expect("found");
+    let numbers: Vec<(u32, u32, u32)> =
+        attempts.iter().map(|a| (a.n, a.cycle, a.attempt)).collect();
+    assert_eq!(numbers, vec![(1, 1, 1), (2, 1, 2), (3, 1, 3), (4, 2, 1)]);
+    assert_eq!(
+        (m.state, m.total_attempts, m.cycle, m.attempts),
+        (MessageState::Delivered, 4, 2, 1)
+    );
+}
+
 /// Parked messages keep their history, can be redriven as a new cycle, or
 /// discarded; only parked ones.
 pub async fn park_redrive_and_discard<S: Store>(s: S) {
@@ -784,6 +838,7 @@ macro_rules! conformance_tests {
             pending_destinations_skip_finished_ones,
             record_is_fenced_by_the_lease,
             an_expired_lease_loses_to_the_new_holder,
+            attempts_are_numbered_through_retries_and_cycles,
             park_redrive_and_discard,
             redrive_by_filter,
             release_spends_no_attempt,

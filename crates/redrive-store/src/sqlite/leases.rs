@@ -66,6 +66,35 @@ pub struct Lease {
     /// it: a claim skipped it as leased, so its end must send the next
     /// claim to the front, whatever its ender knows.
     renoted: bool,
+    /// The message's counters as its claim read them, so its record need
+    /// not read them back (see [`Counters`]).
+    counters: Option<Counters>,
+}
+
+impl Lease {
+    /// Drops what the claim noted, for tests of the record without it.
+    #[cfg(test)]
+    pub fn forget_counters_for_tests(&mut self) {
+        self.counters = None;
+    }
+}
+
+/// A message's attempt counters, `(total_attempts, cycle, attempts)`, as a
+/// claim read them. While a lease holds a message nothing but the lease's
+/// record changes them (a redrive or a discard takes parked messages only,
+/// a release leaves them), so the record knows what it makes them: one
+/// more attempt in all and in the cycle.
+pub type Counters = (u32, u32, u32);
+
+/// What spending a lease gives its record or release.
+#[derive(Debug)]
+pub struct Spent<'a> {
+    /// The message's row.
+    pub rowid: i64,
+    /// The message's destination.
+    pub destination: &'a str,
+    /// Its counters, when the claim noted them.
+    pub counters: Option<Counters>,
 }
 
 /// A place in a destination's due index: entries are ordered by due time,
@@ -155,6 +184,7 @@ impl Leases {
             destination: destination.to_owned(),
             spent: false,
             renoted: false,
+            counters: None,
         };
         if let Some(old) = self.by_id.insert(id, lease) {
             self.forget(&old.destination);
@@ -171,17 +201,37 @@ impl Leases {
         }
     }
 
+    /// Notes `id`'s counters as the claim that leased it to `token` read
+    /// them.
+    pub fn note_counters(&mut self, id: &str, token: &str, counters: Counters) {
+        if let Some(lease) = self.by_id.get_mut(id) {
+            if lease.token == token && !lease.spent {
+                lease.counters = Some(counters);
+            }
+        }
+    }
+
+    /// `id`'s lease, for tests that set one up by hand.
+    #[cfg(test)]
+    pub fn by_id_mut_for_tests(&mut self, id: &str) -> Option<&mut Lease> {
+        self.by_id.get_mut(id)
+    }
+
     /// The fence of records and releases: spends `id`'s lease if `token`
-    /// holds it and has not spent it, and returns the message's row and
-    /// destination; `None` (and nothing changes) otherwise. The message
-    /// stays leased until [`Leases::end`].
-    pub fn spend(&mut self, id: &str, token: &str) -> Option<(i64, &str)> {
+    /// holds it and has not spent it, and returns the message's row,
+    /// destination and counters; `None` (and nothing changes) otherwise.
+    /// The message stays leased until [`Leases::end`].
+    pub fn spend(&mut self, id: &str, token: &str) -> Option<Spent<'_>> {
         let lease = self.by_id.get_mut(id)?;
         if lease.token != token || lease.spent {
             return None;
         }
         lease.spent = true;
-        Some((lease.rowid, lease.destination.as_str()))
+        Some(Spent {
+            rowid: lease.rowid,
+            destination: lease.destination.as_str(),
+            counters: lease.counters,
+        })
     }
 
     /// Ends `id`'s lease if `token` holds it: called once the record or

@@ -645,6 +645,14 @@ fn claim_due(
     let mut picked: Vec<(i64, String)> = Vec::new();
     let claimed = take_due(&tx, leases, now, want, lease, lease_until, &mut picked)
         .and_then(|()| read_claimed(&tx, &picked, lease, lease_until));
+    if let Ok(claimed) = &claimed {
+        // Their records then know the counters they write (`Counters`).
+        let mut leases = lock(leases);
+        for c in claimed {
+            let m = &c.message;
+            leases.note_counters(&m.id, lease, (m.total_attempts, m.cycle, m.attempts));
+        }
+    }
     if claimed.is_err() {
         // Nothing of this claim is delivered: the leases it granted end,
         // their messages where they were.
@@ -853,9 +861,9 @@ impl Store for SqliteStore {
                 // The fence: only the lease's holder records, once. The lease
                 // ends once the record is committed (below): until then the
                 // message stays leased, so no claim takes it.
-                let Some((rowid, destination)) = lock(&fence)
+                let Some((rowid, destination, known)) = lock(&fence)
                     .spend(&id, &lease)
-                    .map(|(rowid, destination)| (rowid, destination.to_owned()))
+                    .map(|s| (s.rowid, s.destination.to_owned(), s.counters))
                 else {
                     return Ok((false, false));
                 };
@@ -881,14 +889,19 @@ impl Store for SqliteStore {
                         ])
                     })
                     .map_err(db)?;
-                let counters: Option<(u32, u32, u32)> = if updated == 1 {
-                    conn.held(RECORD_COUNTERS, |s| {
-                        s.query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                            .optional()
-                    })
-                    .map_err(db)?
-                } else {
-                    None
+                // What the update made the counters: known from the claim
+                // (only this lease's record changes them), else read back.
+                let counters: Option<(u32, u32, u32)> = match (updated, known) {
+                    (1, Some((total, cycle, in_cycle))) => {
+                        Some((total.saturating_add(1), cycle, in_cycle.saturating_add(1)))
+                    }
+                    (1, None) => conn
+                        .held(RECORD_COUNTERS, |s| {
+                            s.query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                                .optional()
+                        })
+                        .map_err(db)?,
+                    _ => None,
                 };
                 let Some((n, cycle, in_cycle)) = counters else {
                     return Ok((false, true));
@@ -955,7 +968,7 @@ impl Store for SqliteStore {
                     .map_err(db)?;
                 let mut n = 0;
                 for (id, token) in &given {
-                    let Some(rowid) = lock(&fence).spend(id, token).map(|(rowid, _)| rowid) else {
+                    let Some(rowid) = lock(&fence).spend(id, token).map(|s| s.rowid) else {
                         continue;
                     };
                     n += stmt.execute(params![rowid, id, due_at]).map_err(db)? as u64;
@@ -1248,6 +1261,61 @@ mod tests {
             reason: reason.into(),
             ..AttemptRecord::default()
         }
+    }
+
+    /// A record numbers its attempt from the counters its claim read, not
+    /// from a read of the row after its update: changed behind the lease's
+    /// back (which nothing in the store does), the row's counters move by
+    /// one while the attempt keeps the claim's numbers. A record whose
+    /// claim noted nothing (`Leases::note_counters` not called) reads them
+    /// back.
+    #[tokio::test]
+    async fn a_record_numbers_its_attempt_from_its_claim() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("x.db");
+        let store = SqliteStore::open(&path).expect("open");
+        store
+            .enqueue(vec![
+                new_message("01A", "crm", "k1", 10),
+                new_message("01B", "crm", "k2", 10),
+            ])
+            .await
+            .expect("enqueue");
+        let claimed = store
+            .claim(20, want("crm", 2), "L".into(), 1_000)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 2);
+        let side = connect(&path).expect("open");
+        side.execute_batch("UPDATE messages SET total_attempts = 41, attempts = 7")
+            .expect("tamper");
+        // 01B's lease as if its claim had noted nothing.
+        lock(&store.leases)
+            .by_id_mut_for_tests("01B")
+            .expect("leased")
+            .forget_counters_for_tests();
+        for id in ["01A", "01B"] {
+            assert!(store
+                .record(
+                    id.into(),
+                    "L".into(),
+                    outcome("schedule"),
+                    NextState::Delivered,
+                    30
+                )
+                .await
+                .expect("record"));
+        }
+        let numbered = |id: &'static str| {
+            let store = &store;
+            async move {
+                let (m, attempts) = store.get(id.into()).await.expect("get").expect("found");
+                let a = &attempts[0];
+                ((m.total_attempts, m.attempts), (a.n, a.cycle, a.attempt))
+            }
+        };
+        assert_eq!(numbered("01A").await, ((42, 8), (1, 1, 1)));
+        assert_eq!(numbered("01B").await, ((42, 8), (42, 1, 8)));
     }
 
     /// A state across destinations is read per destination, in the index's
