@@ -71,19 +71,14 @@ pub struct Lease {
     counters: Option<Counters>,
 }
 
-impl Lease {
-    /// Drops what the claim noted, for tests of the record without it.
-    #[cfg(test)]
-    pub fn forget_counters_for_tests(&mut self) {
-        self.counters = None;
-    }
-}
-
 /// A message's attempt counters, `(total_attempts, cycle, attempts)`, as a
 /// claim read them. While a lease holds a message nothing but the lease's
 /// record changes them (a redrive or a discard takes parked messages only,
-/// a release leaves them), so the record knows what it makes them: one
-/// more attempt in all and in the cycle.
+/// a release leaves them), with one exception: a record of an earlier lease
+/// that was spent, expired before its group committed, and committed after
+/// this claim read the row. Every record adds one to `total_attempts`, so
+/// the record's update checks it against the claim's and, when it moved,
+/// updates as before and reads the counters back.
 pub type Counters = (u32, u32, u32);
 
 /// What spending a lease gives its record or release.
@@ -209,12 +204,6 @@ impl Leases {
                 lease.counters = Some(counters);
             }
         }
-    }
-
-    /// `id`'s lease, for tests that set one up by hand.
-    #[cfg(test)]
-    pub fn by_id_mut_for_tests(&mut self, id: &str) -> Option<&mut Lease> {
-        self.by_id.get_mut(id)
     }
 
     /// The fence of records and releases: spends `id`'s lease if `token`

@@ -193,11 +193,12 @@ const ENQUEUE_INSERT: &str = "INSERT INTO messages (id, destination, method, pat
      request_hash, marked_idempotent, state, cycle_started_at, next_attempt_at, created_at, updated_at) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?10, ?10, ?10) \
      ON CONFLICT (idempotency_key) DO NOTHING";
-/// A record's update of its message (found by rowid, fenced by id and state).
+/// A record's update of its message (found by rowid, fenced by id and state;
+/// with `?8`, only if its `total_attempts` is still what the claim read).
 const RECORD_UPDATE: &str =
     "UPDATE messages SET state = ?1, park_reason = ?2, last_class = ?3, attempts = attempts + 1, \
      total_attempts = total_attempts + 1, next_attempt_at = ?4, lease = NULL, updated_at = ?5 \
-     WHERE rowid = ?6 AND id = ?7 AND state = 'pending'";
+     WHERE rowid = ?6 AND id = ?7 AND state = 'pending' AND (?8 IS NULL OR total_attempts = ?8)";
 /// The counters a record just wrote, read back by rowid.
 const RECORD_COUNTERS: &str =
     "SELECT total_attempts, cycle, attempts FROM messages WHERE rowid = ?1";
@@ -872,12 +873,13 @@ impl Store for SqliteStore {
                     NextState::Retry { at } => ("pending", None, Some(*at)),
                     NextState::Parked { reason } => ("parked", Some(reason.as_str()), None),
                 };
-                // No RETURNING (see `enqueue`): the update, then its counters
-                // read back from the row it just wrote. (Not an INSERT ... SELECT
-                // of them: SQLite gives a statement that may insert several rows
-                // a statement journal, a copy of every page it touches.)
-                let updated = conn
-                    .held(RECORD_UPDATE, |s| {
+                // No RETURNING (see `enqueue`): the update, and the counters
+                // it wrote are the claim's plus one (see `Counters`), or read
+                // back from the row. (Not an INSERT ... SELECT of them: SQLite
+                // gives a statement that may insert several rows a statement
+                // journal, a copy of every page it touches.)
+                let update = |known_total: Option<u32>| {
+                    conn.held(RECORD_UPDATE, |s| {
                         s.execute(params![
                             state,
                             reason,
@@ -885,12 +887,21 @@ impl Store for SqliteStore {
                             next_at,
                             now,
                             rowid,
-                            id
+                            id,
+                            known_total
                         ])
                     })
-                    .map_err(db)?;
-                // What the update made the counters: known from the claim
-                // (only this lease's record changes them), else read back.
+                    .map_err(db)
+                };
+                let mut known = known;
+                let mut updated = update(known.map(|(total, _, _)| total))?;
+                if updated == 0 && known.is_some() {
+                    // Fenced off, or the counters moved since the claim read
+                    // them (a record of an expired lease committed since): the
+                    // update as it always was, and the counters read back.
+                    known = None;
+                    updated = update(None)?;
+                }
                 let counters: Option<(u32, u32, u32)> = match (updated, known) {
                     (1, Some((total, cycle, in_cycle))) => {
                         Some((total.saturating_add(1), cycle, in_cycle.saturating_add(1)))
@@ -1264,13 +1275,14 @@ mod tests {
     }
 
     /// A record numbers its attempt from the counters its claim read, not
-    /// from a read of the row after its update: changed behind the lease's
-    /// back (which nothing in the store does), the row's counters move by
-    /// one while the attempt keeps the claim's numbers. A record whose
-    /// claim noted nothing (`Leases::note_counters` not called) reads them
-    /// back.
+    /// from a read of the row after its update, unless the row's
+    /// `total_attempts` moved since the claim: then it reads them back.
+    /// (What moves them behind a lease in the store: a record of an
+    /// earlier, expired lease that committed after the claim read the row.
+    /// Here the row is changed by hand: `attempts` alone for 01A, which the
+    /// record does not look at; `total_attempts` too for 01B.)
     #[tokio::test]
-    async fn a_record_numbers_its_attempt_from_its_claim() {
+    async fn a_record_numbers_its_attempt_from_its_claim_unless_the_row_moved() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("x.db");
         let store = SqliteStore::open(&path).expect("open");
@@ -1287,13 +1299,11 @@ mod tests {
             .expect("claim");
         assert_eq!(claimed.len(), 2);
         let side = connect(&path).expect("open");
-        side.execute_batch("UPDATE messages SET total_attempts = 41, attempts = 7")
-            .expect("tamper");
-        // 01B's lease as if its claim had noted nothing.
-        lock(&store.leases)
-            .by_id_mut_for_tests("01B")
-            .expect("leased")
-            .forget_counters_for_tests();
+        side.execute_batch(
+            "UPDATE messages SET attempts = 7; \
+             UPDATE messages SET total_attempts = 41 WHERE id = '01B'",
+        )
+        .expect("change the rows");
         for id in ["01A", "01B"] {
             assert!(store
                 .record(
@@ -1311,11 +1321,31 @@ mod tests {
             async move {
                 let (m, attempts) = store.get(id.into()).await.expect("get").expect("found");
                 let a = &attempts[0];
-                ((m.total_attempts, m.attempts), (a.n, a.cycle, a.attempt))
+                (
+                    (m.state, m.total_attempts, m.attempts),
+                    (a.n, a.cycle, a.attempt),
+                )
             }
         };
-        assert_eq!(numbered("01A").await, ((42, 8), (1, 1, 1)));
-        assert_eq!(numbered("01B").await, ((42, 8), (42, 1, 8)));
+        assert_eq!(
+            numbered("01A").await,
+            ((MessageState::Delivered, 1, 8), (1, 1, 1))
+        );
+        assert_eq!(
+            numbered("01B").await,
+            ((MessageState::Delivered, 42, 8), (42, 1, 8))
+        );
+        // A lease that recorded records nothing more.
+        assert!(!store
+            .record(
+                "01A".into(),
+                "L".into(),
+                outcome("schedule"),
+                NextState::Delivered,
+                40
+            )
+            .await
+            .expect("record"));
     }
 
     /// A state across destinations is read per destination, in the index's

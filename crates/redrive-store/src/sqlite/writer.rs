@@ -112,7 +112,13 @@ impl<'c> Writing<'c> {
             }
         };
         match held.get_mut(index) {
-            Some((_, statement)) => use_it(statement),
+            Some((_, statement)) => {
+                let result = use_it(statement);
+                // As rusqlite's cache does: a held statement keeps no copy
+                // of the last message's values.
+                statement.clear_bindings();
+                result
+            }
             None => {
                 let mut statement = self.conn.prepare_cached(sql)?;
                 use_it(&mut statement)
