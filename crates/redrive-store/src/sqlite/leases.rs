@@ -136,7 +136,6 @@ struct Cursor {
 #[derive(Debug, Default)]
 pub struct Leases {
     by_id: foldhash::HashMap<String, Lease>,
-    per_destination: foldhash::HashMap<String, usize>,
     /// A claim is between its snapshot and its check.
     claiming: bool,
     /// Leases ended while a claim ran: `(id, token, where it is due next)`.
@@ -148,13 +147,6 @@ pub struct Leases {
 }
 
 impl Leases {
-    /// Leases held for `destination`'s messages, ended ones included: a claim
-    /// reads that many due entries more than it wants, since leased messages
-    /// keep their place at the front of the due index.
-    pub fn held_for(&self, destination: &str) -> usize {
-        self.per_destination.get(destination).copied().unwrap_or(0)
-    }
-
     /// Whether `id` is leased at `now` (a lease that has ended is not).
     pub fn is_held(&self, id: &str, now: i64) -> bool {
         self.by_id.get(id).is_some_and(|l| l.until > now)
@@ -181,18 +173,9 @@ impl Leases {
             renoted: false,
             counters: None,
         };
-        if let Some(old) = self.by_id.insert(id, lease) {
-            self.forget(&old.destination);
-        }
+        self.by_id.insert(id, lease);
         if let Some(cursor) = self.cursors.get_mut(destination) {
             cursor.expires = cursor.expires.min(until);
-        }
-        // A known destination is counted without copying its name.
-        match self.per_destination.get_mut(destination) {
-            Some(n) => *n += 1,
-            None => {
-                self.per_destination.insert(destination.to_owned(), 1);
-            }
         }
     }
 
@@ -238,7 +221,6 @@ impl Leases {
     fn remove(&mut self, id: String, token: &str, next: DueNext) {
         if self.by_id.get(&id).is_some_and(|l| l.token == token) {
             if let Some(lease) = self.by_id.remove(&id) {
-                self.forget(&lease.destination);
                 match next {
                     _ if lease.renoted => self.rescan(&lease.destination),
                     DueNext::Gone => {}
@@ -346,15 +328,6 @@ impl Leases {
         }
         for (destination, key) in std::mem::take(&mut self.noted) {
             self.note_now(&destination, &key);
-        }
-    }
-
-    fn forget(&mut self, destination: &str) {
-        if let Some(n) = self.per_destination.get_mut(destination) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.per_destination.remove(destination);
-            }
         }
     }
 

@@ -163,9 +163,21 @@ fn pending_destinations(conn: &Connection) -> Result<Vec<String>, StoreError> {
     .map_err(db)
 }
 
-const COLUMNS: &str = "id, destination, method, path, headers, body, idempotency_key, request_hash, \
-    marked_idempotent, state, park_reason, last_class, attempts, total_attempts, cycle, cycle_started_at, \
-    next_attempt_at, created_at, updated_at, lease IS NOT NULL";
+/// A message's columns, in the order `message_from_row` reads them (a macro,
+/// so that statements written as one literal can include them).
+macro_rules! columns {
+    () => {
+        "id, destination, method, path, headers, body, idempotency_key, request_hash, \
+         marked_idempotent, state, park_reason, last_class, attempts, total_attempts, cycle, \
+         cycle_started_at, next_attempt_at, created_at, updated_at, lease IS NOT NULL"
+    };
+}
+const COLUMNS: &str = columns!();
+/// Where `id`, `next_attempt_at` and the row's rowid are in a row of
+/// `DUE_ENTRIES` (the columns, then the rowid).
+const DUE_ID: usize = 0;
+const DUE_AT: usize = 16;
+const DUE_ROWID: usize = 20;
 
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
@@ -613,21 +625,32 @@ fn destination_of(conn: &Connection, id: &str) -> Result<String, StoreError> {
 /// its plan depended on is bound again: a bound `LIMIT`, or a bare `?1`
 /// compared with the partial indexes' constants. So no `LIMIT` (the caller
 /// stops reading) and `CAST(?1 AS TEXT)`; a test counts the re-prepares.
-const DUE_ENTRIES: &str =
-    "SELECT rowid, id, next_attempt_at FROM messages INDEXED BY messages_due_by_destination \
+///
+/// Each entry comes with its message's columns: SQLite reads the row only
+/// when a column the index lacks is read (a deferred seek), so a leased
+/// entry, skipped on its id, costs no read of its row, and a taken one no
+/// second statement.
+const DUE_ENTRIES: &str = concat!(
+    "SELECT ",
+    columns!(),
+    ", rowid FROM messages INDEXED BY messages_due_by_destination \
      WHERE state = 'pending' AND destination = CAST(?1 AS TEXT) AND next_attempt_at <= ?2 \
-     ORDER BY next_attempt_at, id";
+     ORDER BY next_attempt_at, id"
+);
 
 /// [`DUE_ENTRIES`] after a key: the index is searched from the claim's
 /// cursor, not stepped through from the front (see `leases`). A bare `?4`:
 /// SQLite seeks on the pair only when the id's side has no affinity of its
 /// own (with `CAST`, it seeks on the time and steps through every entry of
 /// it, and a backlog stored in one millisecond is one time).
-const DUE_ENTRIES_AFTER: &str =
-    "SELECT rowid, id, next_attempt_at FROM messages INDEXED BY messages_due_by_destination \
+const DUE_ENTRIES_AFTER: &str = concat!(
+    "SELECT ",
+    columns!(),
+    ", rowid FROM messages INDEXED BY messages_due_by_destination \
      WHERE state = 'pending' AND destination = CAST(?1 AS TEXT) AND next_attempt_at <= ?2 \
      AND (next_attempt_at, id) > (?3, ?4) \
-     ORDER BY next_attempt_at, id";
+     ORDER BY next_attempt_at, id"
+);
 
 /// A claim, in one read transaction (one snapshot): per destination, its due
 /// entries oldest first, leased ones skipped, read from the destination's
@@ -643,58 +666,42 @@ fn claim_due(
     lease_until: i64,
 ) -> Result<Vec<Claimed>, StoreError> {
     let tx = conn.unchecked_transaction().map_err(db)?;
-    let mut picked: Vec<(i64, String)> = Vec::new();
-    let claimed = take_due(&tx, leases, now, want, lease, lease_until, &mut picked)
-        .and_then(|()| read_claimed(&tx, &picked, lease, lease_until));
-    if let Ok(claimed) = &claimed {
-        // Their records then know the counters they write (`Counters`).
-        let mut leases = lock(leases);
-        for c in claimed {
-            let m = &c.message;
-            leases.note_counters(&m.id, lease, (m.total_attempts, m.cycle, m.attempts));
-        }
-    }
-    if claimed.is_err() {
+    let mut granted = Vec::new();
+    let mut claimed = Vec::new();
+    let taken = take_due(
+        &tx,
+        leases,
+        now,
+        (want, lease, lease_until),
+        &mut granted,
+        &mut claimed,
+    );
+    if taken.is_err() {
         // Nothing of this claim is delivered: the leases it granted end,
         // their messages where they were.
         let mut leases = lock(leases);
-        for (_, id) in picked {
+        for id in granted {
             leases.end(id, lease.to_owned(), DueNext::Unknown);
         }
     }
-    claimed
+    taken.map(|()| claimed)
 }
 
-/// The scan of a claim: per destination, grants `lease` on its oldest due
-/// entries that no lease holds, noting each in `picked` as it is granted,
-/// and moves the destination's cursor.
+/// The body of [`claim_due`]: notes in `granted` the id of every lease it
+/// grants (so that a failure ends them all), and appends each message so
+/// leased, read from its row, to `claimed`.
 fn take_due(
     tx: &Connection,
     leases: &Mutex<Leases>,
     now: i64,
-    want: &[(String, usize)],
-    lease: &str,
-    lease_until: i64,
-    picked: &mut Vec<(i64, String)>,
+    (want, lease, lease_until): (&[(String, usize)], &str, i64),
+    granted: &mut Vec<String>,
+    claimed: &mut Vec<Claimed>,
 ) -> Result<(), StoreError> {
     let mut from_front = tx.prepare_cached(DUE_ENTRIES).map_err(db)?;
     let mut from_cursor = tx.prepare_cached(DUE_ENTRIES_AFTER).map_err(db)?;
-    let mut candidates: Vec<(i64, String, i64)> = Vec::new();
     for (destination, n) in want.iter().filter(|(_, n)| *n > 0) {
-        let (after, held) = {
-            let mut leases = lock(leases);
-            (
-                leases.read_after(destination, now),
-                leases.held_for(destination),
-            )
-        };
-        // From the cursor few entries are leased; from the front, up to
-        // every lease of the destination.
-        let mut batch = if after.is_some() {
-            *n
-        } else {
-            n.saturating_add(held)
-        };
+        let after = lock(leases).read_after(destination, now);
         let mut rows = match &after {
             Some(key) => from_cursor.query(params![destination, now, key.at, key.id]),
             None => from_front.query(params![destination, now]),
@@ -702,34 +709,40 @@ fn take_due(
         .map_err(db)?;
         let mut taken = 0;
         let mut last: Option<DueKey> = None;
-        let mut exhausted = false;
-        while taken < *n && !exhausted {
-            candidates.clear();
-            while candidates.len() < batch {
-                let Some(row) = rows.next().map_err(db)? else {
-                    exhausted = true;
-                    break;
-                };
-                candidates.push((
-                    row.get(0).map_err(db)?,
-                    row.get(1).map_err(db)?,
-                    row.get(2).map_err(db)?,
-                ));
-            }
-            let mut leases = lock(leases);
-            for (rowid, id, at) in candidates.drain(..) {
-                if taken == *n {
-                    break;
-                }
+        while taken < *n {
+            let Some(row) = rows.next().map_err(db)? else {
+                break;
+            };
+            // From the index alone: no read of the row yet.
+            let rowid: i64 = row.get(DUE_ROWID).map_err(db)?;
+            let id: String = row.get(DUE_ID).map_err(db)?;
+            let at: i64 = row.get(DUE_AT).map_err(db)?;
+            {
+                let mut leases = lock(leases);
                 if leases.is_held(&id, now) {
                     continue;
                 }
                 leases.grant(id.clone(), destination, rowid, lease, lease_until);
-                last = Some(DueKey { at, id: id.clone() });
-                picked.push((rowid, id));
-                taken += 1;
             }
-            batch = *n - taken;
+            granted.push(id.clone());
+            // The row, in the claim's snapshot (the lock is not held
+            // while it is read: records spend leases under it).
+            let mut message = message_from_row(row).map_err(db)?;
+            last = Some(DueKey { at, id: id.clone() });
+            // Just leased: shown as `Leases::show` would, without its lock;
+            // its record knows the counters it writes (`Counters`).
+            message.leased = true;
+            message.next_attempt_at = Some(lease_until);
+            lock(leases).note_counters(
+                &id,
+                lease,
+                (message.total_attempts, message.cycle, message.attempts),
+            );
+            claimed.push(Claimed {
+                message,
+                lease: lease.to_owned(),
+            });
+            taken += 1;
         }
         drop(rows);
         if let Some(last) = last {
@@ -737,30 +750,6 @@ fn take_due(
         }
     }
     Ok(())
-}
-
-/// The claimed messages, read from their rows in the claim's snapshot.
-fn read_claimed(
-    tx: &Connection,
-    picked: &[(i64, String)],
-    lease: &str,
-    lease_until: i64,
-) -> Result<Vec<Claimed>, StoreError> {
-    let mut read = tx
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM messages WHERE rowid = ?1"))
-        .map_err(db)?;
-    let mut out = Vec::with_capacity(picked.len());
-    for (rowid, _) in picked {
-        let mut message = read.query_row([rowid], message_from_row).map_err(db)?;
-        // Just leased: shown as `Leases::show` would, without its lock.
-        message.leased = true;
-        message.next_attempt_at = Some(lease_until);
-        out.push(Claimed {
-            message,
-            lease: lease.to_owned(),
-        });
-    }
-    Ok(out)
 }
 
 impl Store for SqliteStore {
@@ -1613,7 +1602,7 @@ mod tests {
             .expect("plan rows");
         assert_eq!(
             plan,
-            ["SEARCH messages USING COVERING INDEX messages_due_by_destination (destination=? AND next_attempt_at<?)"],
+            ["SEARCH messages USING INDEX messages_due_by_destination (destination=? AND next_attempt_at<?)"],
             "{plan:?}"
         );
         // From a cursor: a search that starts at the cursor's key.
@@ -1626,7 +1615,7 @@ mod tests {
             .expect("plan rows");
         assert_eq!(
             plan,
-            ["SEARCH messages USING COVERING INDEX messages_due_by_destination (destination=? AND (next_attempt_at,id)>(?,?) AND next_attempt_at<?)"],
+            ["SEARCH messages USING INDEX messages_due_by_destination (destination=? AND (next_attempt_at,id)>(?,?) AND next_attempt_at<?)"],
             "{plan:?}"
         );
     }
