@@ -174,7 +174,7 @@ macro_rules! columns {
 }
 const COLUMNS: &str = columns!();
 /// Where `id`, `next_attempt_at` and the row's rowid are in a row of
-/// `DUE_ENTRIES` (the columns, then the rowid).
+/// `DUE_ENTRIES_AFTER` (the columns, then the rowid).
 const DUE_ID: usize = 0;
 const DUE_AT: usize = 16;
 const DUE_ROWID: usize = 20;
@@ -626,23 +626,26 @@ fn destination_of(conn: &Connection, id: &str) -> Result<String, StoreError> {
 /// compared with the partial indexes' constants. So no `LIMIT` (the caller
 /// stops reading) and `CAST(?1 AS TEXT)`; a test counts the re-prepares.
 ///
-/// Each entry comes with its message's columns: SQLite reads the row only
-/// when a column the index lacks is read (a deferred seek), so a leased
-/// entry, skipped on its id, costs no read of its row, and a taken one no
-/// second statement.
-const DUE_ENTRIES: &str = concat!(
-    "SELECT ",
-    columns!(),
-    ", rowid FROM messages INDEXED BY messages_due_by_destination \
+/// From the front a claim reads past every leased entry: the index alone
+/// (covering), and each taken message's row by [`CLAIMED_ROW`].
+const DUE_ENTRIES: &str =
+    "SELECT rowid, id, next_attempt_at FROM messages INDEXED BY messages_due_by_destination \
      WHERE state = 'pending' AND destination = CAST(?1 AS TEXT) AND next_attempt_at <= ?2 \
-     ORDER BY next_attempt_at, id"
-);
+     ORDER BY next_attempt_at, id";
+
+/// A message a claim from the front took, by rowid.
+const CLAIMED_ROW: &str = concat!("SELECT ", columns!(), " FROM messages WHERE rowid = ?1");
 
 /// [`DUE_ENTRIES`] after a key: the index is searched from the claim's
 /// cursor, not stepped through from the front (see `leases`). A bare `?4`:
 /// SQLite seeks on the pair only when the id's side has no affinity of its
 /// own (with `CAST`, it seeks on the time and steps through every entry of
 /// it, and a backlog stored in one millisecond is one time).
+///
+/// From the cursor few entries are leased, so each entry comes with its
+/// message's columns: a taken message needs no second statement, a skipped
+/// one costs a read of its row (SQLite computes every column of a row it
+/// returns).
 const DUE_ENTRIES_AFTER: &str = concat!(
     "SELECT ",
     columns!(),
@@ -700,8 +703,16 @@ fn take_due(
 ) -> Result<(), StoreError> {
     let mut from_front = tx.prepare_cached(DUE_ENTRIES).map_err(db)?;
     let mut from_cursor = tx.prepare_cached(DUE_ENTRIES_AFTER).map_err(db)?;
+    let mut claimed_row = tx.prepare_cached(CLAIMED_ROW).map_err(db)?;
     for (destination, n) in want.iter().filter(|(_, n)| *n > 0) {
         let after = lock(leases).read_after(destination, now);
+        // From the cursor the entries carry their rows (`DUE_ENTRIES_AFTER`).
+        let merged = after.is_some();
+        let (at_rowid, at_id, at_due) = if merged {
+            (DUE_ROWID, DUE_ID, DUE_AT)
+        } else {
+            (0, 1, 2)
+        };
         let mut rows = match &after {
             Some(key) => from_cursor.query(params![destination, now, key.at, key.id]),
             None => from_front.query(params![destination, now]),
@@ -713,10 +724,9 @@ fn take_due(
             let Some(row) = rows.next().map_err(db)? else {
                 break;
             };
-            // From the index alone: no read of the row yet.
-            let rowid: i64 = row.get(DUE_ROWID).map_err(db)?;
-            let id: String = row.get(DUE_ID).map_err(db)?;
-            let at: i64 = row.get(DUE_AT).map_err(db)?;
+            let rowid: i64 = row.get(at_rowid).map_err(db)?;
+            let id: String = row.get(at_id).map_err(db)?;
+            let at: i64 = row.get(at_due).map_err(db)?;
             {
                 let mut leases = lock(leases);
                 if leases.is_held(&id, now) {
@@ -727,7 +737,12 @@ fn take_due(
             granted.push(id.clone());
             // The row, in the claim's snapshot (the lock is not held
             // while it is read: records spend leases under it).
-            let mut message = message_from_row(row).map_err(db)?;
+            let mut message = if merged {
+                message_from_row(row)
+            } else {
+                claimed_row.query_row([rowid], message_from_row)
+            }
+            .map_err(db)?;
             last = Some(DueKey { at, id: id.clone() });
             // Just leased: shown as `Leases::show` would, without its lock;
             // its record knows the counters it writes (`Counters`).
@@ -1602,7 +1617,7 @@ mod tests {
             .expect("plan rows");
         assert_eq!(
             plan,
-            ["SEARCH messages USING INDEX messages_due_by_destination (destination=? AND next_attempt_at<?)"],
+            ["SEARCH messages USING COVERING INDEX messages_due_by_destination (destination=? AND next_attempt_at<?)"],
             "{plan:?}"
         );
         // From a cursor: a search that starts at the cursor's key.
