@@ -1599,7 +1599,7 @@ mod tests {
             taken, 15,
             "the first claim from the front, the others from the cursor"
         );
-        for sql in [DUE_ENTRIES, DUE_ENTRIES_AFTER] {
+        for sql in [DUE_ENTRIES, DUE_ENTRIES_AFTER, CLAIMED_ROW] {
             let reprepares = conn
                 .prepare_cached(sql)
                 .expect("cached")
