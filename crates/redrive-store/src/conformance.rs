@@ -628,6 +628,12 @@ pub async fn list_pages_and_filters<S: Store>(s: S) {
         .await
         .expect("list");
     assert_eq!((third.messages.len(), third.next.clone()), (1, None));
+    // Limits as large as the type allows: one page of everything, no error
+    // (one more than the page is read to know whether another follows).
+    for limit in [i64::MAX as usize, usize::MAX] {
+        let all = s.list(Filter::default(), None, limit).await.expect("list");
+        assert_eq!((all.messages.len(), all.next), (7, None), "limit {limit}");
+    }
     let crm = s
         .list(
             Filter {

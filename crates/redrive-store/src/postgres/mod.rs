@@ -641,7 +641,10 @@ impl Store for PostgresStore {
             params.push(Box::new(c));
             sql.push_str(&format!(" AND id > ${}", params.len()));
         }
-        params.push(Box::new(i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1));
+        // One more than the page, to know whether another follows.
+        params.push(Box::new(
+            i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1),
+        ));
         let sql = in_id_order(&sql, &filter, params.len(), "");
         let rows = client.query(&sql, &refs(&params)).await.map_err(db)?;
         let mut messages: Vec<Message> = rows.iter().map(message).collect();
