@@ -158,18 +158,13 @@ impl Delta {
     /// Adds `n` to `destination`'s `state`: into the last entry when it is
     /// the same destination's, else in a new one.
     fn change(&mut self, destination: &str, state: MessageState, n: i64) {
-        let entry = match self.changes.last_mut() {
-            Some((d, entry)) if d == destination => entry,
-            _ => {
-                self.changes.push((destination.to_owned(), [0; 4]));
-                match self.changes.last_mut() {
-                    Some((_, entry)) => entry,
-                    None => return,
-                }
-            }
-        };
-        let slot = &mut entry[slot(state)];
-        *slot = slot.saturating_add(n);
+        if !matches!(self.changes.last(), Some((d, _)) if d == destination) {
+            self.changes.push((destination.to_owned(), [0; 4]));
+        }
+        if let Some((_, entry)) = self.changes.last_mut() {
+            let slot = &mut entry[slot(state)];
+            *slot = slot.saturating_add(n);
+        }
     }
 }
 

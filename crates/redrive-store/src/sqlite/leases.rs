@@ -68,7 +68,7 @@ pub struct Lease {
     renoted: bool,
     /// The message's counters as its claim read them, so its record need
     /// not read them back (see [`Counters`]).
-    counters: Option<Counters>,
+    counters: Counters,
 }
 
 /// A message's attempt counters, `(total_attempts, cycle, attempts)`, as a
@@ -88,8 +88,8 @@ pub struct Spent<'a> {
     pub rowid: i64,
     /// The message's destination.
     pub destination: &'a str,
-    /// Its counters, when the claim noted them.
-    pub counters: Option<Counters>,
+    /// Its counters as the claim read them.
+    pub counters: Counters,
 }
 
 /// A place in a destination's due index: entries are ordered by due time,
@@ -162,8 +162,15 @@ impl Leases {
         self.by_id.is_empty()
     }
 
-    /// Leases `id` to `token` until `until`, replacing an ended lease.
-    pub fn grant(&mut self, id: String, destination: &str, rowid: i64, token: &str, until: i64) {
+    /// Leases `id` (its row `rowid`, with `counters` as the claim read
+    /// them) to `token` until `until`, replacing an ended lease.
+    pub fn grant(
+        &mut self,
+        id: String,
+        (destination, rowid, counters): (&str, i64, Counters),
+        token: &str,
+        until: i64,
+    ) {
         let lease = Lease {
             token: token.to_owned(),
             until,
@@ -171,21 +178,11 @@ impl Leases {
             destination: destination.to_owned(),
             spent: false,
             renoted: false,
-            counters: None,
+            counters,
         };
         self.by_id.insert(id, lease);
         if let Some(cursor) = self.cursors.get_mut(destination) {
             cursor.expires = cursor.expires.min(until);
-        }
-    }
-
-    /// Notes `id`'s counters as the claim that leased it to `token` read
-    /// them.
-    pub fn note_counters(&mut self, id: &str, token: &str, counters: Counters) {
-        if let Some(lease) = self.by_id.get_mut(id) {
-            if lease.token == token && !lease.spent {
-                lease.counters = Some(counters);
-            }
         }
     }
 
@@ -423,7 +420,7 @@ mod tests {
         let mut leases = Leases::default();
         leases.begin_claim();
         assert_eq!(leases.read_after("crm", 100), None, "no cursor yet");
-        leases.grant("m5".into(), "crm", 5, "t1", 1_000);
+        leases.grant("m5".into(), ("crm", 5, (0, 1, 0)), "t1", 1_000);
         // Committed while the claim runs, behind where it will stop.
         leases.note_due("crm", key(50, "m2"));
         leases.advance("crm", key(90, "m5"));
@@ -436,7 +433,7 @@ mod tests {
 
         leases.begin_claim();
         assert_eq!(leases.read_after("crm", 100), None);
-        leases.grant("m9".into(), "crm", 9, "t2", 1_000);
+        leases.grant("m9".into(), ("crm", 9, (0, 1, 0)), "t2", 1_000);
         leases.advance("crm", key(95, "m9"));
         leases.finish_claim();
         // A lease that ends while a claim runs, its message due behind it.
@@ -454,13 +451,13 @@ mod tests {
     fn a_message_made_due_while_leased_is_looked_for_when_the_lease_ends() {
         let mut leases = Leases::default();
         assert_eq!(leases.read_after("crm", 100), None);
-        leases.grant("m1".into(), "crm", 1, "t1", 1_000);
+        leases.grant("m1".into(), ("crm", 1, (0, 1, 0)), "t1", 1_000);
         leases.advance("crm", key(10, "m1"));
         // The park committed; the redrive commits before the lease ends.
         leases.note_due("crm", key(50, "m1"));
         assert_eq!(leases.read_after("crm", 100), Some(key(10, "m1")));
         assert!(leases.is_held("m1", 100), "the claim skips it");
-        leases.grant("m2".into(), "crm", 2, "t2", 1_000);
+        leases.grant("m2".into(), ("crm", 2, (0, 1, 0)), "t2", 1_000);
         leases.advance("crm", key(60, "m2"));
         leases.end("m1".into(), "t1".into(), DueNext::Gone);
         assert_eq!(leases.cursor_of("crm"), None);
@@ -473,11 +470,11 @@ mod tests {
     fn a_clock_read_before_the_last_rescan_reads_from_the_front() {
         let mut leases = Leases::default();
         assert_eq!(leases.read_after("crm", 0), None);
-        leases.grant("a".into(), "crm", 1, "t1", 1_000);
-        leases.grant("m".into(), "crm", 2, "t1", 100);
+        leases.grant("a".into(), ("crm", 1, (0, 1, 0)), "t1", 1_000);
+        leases.grant("m".into(), ("crm", 2, (0, 1, 0)), "t1", 100);
         leases.advance("crm", key(5, "m"));
         assert_eq!(leases.read_after("crm", 150), None, "m's lease expired");
-        leases.grant("b".into(), "crm", 3, "t2", 1_000);
+        leases.grant("b".into(), ("crm", 3, (0, 1, 0)), "t2", 1_000);
         leases.advance("crm", key(3, "b"));
         assert_eq!(leases.read_after("crm", 200), Some(key(3, "b")));
         assert_eq!(leases.read_after("crm", 90), None, "the clock went back");
@@ -489,8 +486,8 @@ mod tests {
     fn a_cursor_is_read_from_until_a_lease_behind_it_may_have_expired() {
         let mut leases = Leases::default();
         assert_eq!(leases.read_after("crm", 100), None);
-        leases.grant("m1".into(), "crm", 1, "t1", 500);
-        leases.grant("m2".into(), "crm", 2, "t1", 400);
+        leases.grant("m1".into(), ("crm", 1, (0, 1, 0)), "t1", 500);
+        leases.grant("m2".into(), ("crm", 2, (0, 1, 0)), "t1", 400);
         leases.advance("crm", key(90, "m2"));
         assert_eq!(leases.read_after("crm", 399), Some(key(90, "m2")));
         assert_eq!(leases.read_after("crm", 400), None, "m2's lease ended");

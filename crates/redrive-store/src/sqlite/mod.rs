@@ -669,36 +669,28 @@ fn claim_due(
     lease_until: i64,
 ) -> Result<Vec<Claimed>, StoreError> {
     let tx = conn.unchecked_transaction().map_err(db)?;
-    let mut granted = Vec::new();
     let mut claimed = Vec::new();
-    let taken = take_due(
-        &tx,
-        leases,
-        now,
-        (want, lease, lease_until),
-        &mut granted,
-        &mut claimed,
-    );
-    if taken.is_err() {
-        // Nothing of this claim is delivered: the leases it granted end,
-        // their messages where they were.
-        let mut leases = lock(leases);
-        for id in granted {
-            leases.end(id, lease.to_owned(), DueNext::Unknown);
+    match take_due(&tx, leases, now, (want, lease, lease_until), &mut claimed) {
+        Ok(()) => Ok(claimed),
+        Err(e) => {
+            // Nothing of this claim is delivered: the leases it granted end,
+            // their messages where they were.
+            let mut leases = lock(leases);
+            for c in claimed {
+                leases.end(c.message.id, lease.to_owned(), DueNext::Unknown);
+            }
+            Err(e)
         }
     }
-    taken.map(|()| claimed)
 }
 
-/// The body of [`claim_due`]: notes in `granted` the id of every lease it
-/// grants (so that a failure ends them all), and appends each message so
-/// leased, read from its row, to `claimed`.
+/// The body of [`claim_due`]: appends to `claimed` each message it leases,
+/// as it grants the lease (so that a failure ends them all).
 fn take_due(
     tx: &Connection,
     leases: &Mutex<Leases>,
     now: i64,
     (want, lease, lease_until): (&[(String, usize)], &str, i64),
-    granted: &mut Vec<String>,
     claimed: &mut Vec<Claimed>,
 ) -> Result<(), StoreError> {
     let mut from_front = tx.prepare_cached(DUE_ENTRIES).map_err(db)?;
@@ -727,32 +719,31 @@ fn take_due(
             let rowid: i64 = row.get(at_rowid).map_err(db)?;
             let id: String = row.get(at_id).map_err(db)?;
             let at: i64 = row.get(at_due).map_err(db)?;
-            {
-                let mut leases = lock(leases);
-                if leases.is_held(&id, now) {
-                    continue;
-                }
-                leases.grant(id.clone(), destination, rowid, lease, lease_until);
+            if lock(leases).is_held(&id, now) {
+                continue;
             }
-            granted.push(id.clone());
             // The row, in the claim's snapshot (the lock is not held
-            // while it is read: records spend leases under it).
+            // while it is read: records spend leases under it). Nothing
+            // else grants a lease, and ends wait for the claim, so the
+            // entry is still free when its lease is granted below.
             let mut message = if merged {
                 message_from_row(row)
             } else {
                 claimed_row.query_row([rowid], message_from_row)
             }
             .map_err(db)?;
-            last = Some(DueKey { at, id: id.clone() });
-            // Just leased: shown as `Leases::show` would, without its lock;
-            // its record knows the counters it writes (`Counters`).
+            // Its record then knows the counters it writes (`Counters`).
+            let counters = (message.total_attempts, message.cycle, message.attempts);
+            lock(leases).grant(
+                id.clone(),
+                (destination, rowid, counters),
+                lease,
+                lease_until,
+            );
+            last = Some(DueKey { at, id });
+            // Just leased: shown as `Leases::show` would, without its lock.
             message.leased = true;
             message.next_attempt_at = Some(lease_until);
-            lock(leases).note_counters(
-                &id,
-                lease,
-                (message.total_attempts, message.cycle, message.attempts),
-            );
             claimed.push(Claimed {
                 message,
                 lease: lease.to_owned(),
@@ -897,26 +888,20 @@ impl Store for SqliteStore {
                     })
                     .map_err(db)
                 };
-                let mut known = known;
-                let mut updated = update(known.map(|(total, _, _)| total))?;
-                if updated == 0 && known.is_some() {
-                    // Fenced off, or the counters moved since the claim read
-                    // them (a record of an expired lease committed since): the
-                    // update as it always was, and the counters read back.
-                    known = None;
-                    updated = update(None)?;
-                }
-                let counters: Option<(u32, u32, u32)> = match (updated, known) {
-                    (1, Some((total, cycle, in_cycle))) => {
-                        Some((total.saturating_add(1), cycle, in_cycle.saturating_add(1)))
-                    }
-                    (1, None) => conn
-                        .held(RECORD_COUNTERS, |s| {
-                            s.query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                                .optional()
-                        })
-                        .map_err(db)?,
-                    _ => None,
+                let (total, cycle, in_cycle) = known;
+                let counters: Option<(u32, u32, u32)> = if update(Some(total))? == 1 {
+                    Some((total.saturating_add(1), cycle, in_cycle.saturating_add(1)))
+                } else if update(None)? == 1 {
+                    // The counters moved since the claim read them (a record
+                    // of an expired lease committed since): read back.
+                    conn.held(RECORD_COUNTERS, |s| {
+                        s.query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                            .optional()
+                    })
+                    .map_err(db)?
+                } else {
+                    // Fenced off: the message is no longer pending.
+                    None
                 };
                 let Some((n, cycle, in_cycle)) = counters else {
                     return Ok((false, true));

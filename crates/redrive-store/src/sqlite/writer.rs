@@ -111,19 +111,13 @@ impl<'c> Writing<'c> {
                 held.len() - 1
             }
         };
-        match held.get_mut(index) {
-            Some((_, statement)) => {
-                let result = use_it(statement);
-                // As rusqlite's cache does: a held statement keeps no copy
-                // of the last message's values.
-                statement.clear_bindings();
-                result
-            }
-            None => {
-                let mut statement = self.conn.prepare_cached(sql)?;
-                use_it(&mut statement)
-            }
-        }
+        // In range: found, or just pushed.
+        let (_, statement) = &mut held[index];
+        let result = use_it(statement);
+        // As rusqlite's cache does: a held statement keeps no copy of the
+        // last message's values.
+        statement.clear_bindings();
+        result
     }
 }
 
