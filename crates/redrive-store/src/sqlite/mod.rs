@@ -8,6 +8,7 @@
 
 mod counts;
 mod leases;
+mod wal_syncer;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -231,7 +232,17 @@ impl SqliteStore {
         migrate(&write_conn)?;
         let counts = Arc::new(Mutex::new(Counts::load(&write_conn)?));
         let commits = Arc::new(CommitCounts::default());
-        let writer = writer::start(write_conn, Arc::clone(&commits))?;
+        // Without the syncer the store still works (its checkpoints then
+        // sync the whole WAL on the writer): a warning, not an error.
+        let wal = wal_syncer::wal_path(path);
+        let wal_sync = match wal_syncer::start(&wal, Arc::clone(&commits.wal_syncs)) {
+            Ok(nudge) => Some(nudge),
+            Err(e) => {
+                tracing::warn!(wal = %wal.display(), error = %e, "cannot sync the WAL in the background; checkpoints will sync it on the writer");
+                None
+            }
+        };
+        let writer = writer::start(write_conn, Arc::clone(&commits), wal_sync)?;
         let reader = start_reader("sqlite-reader", connect(path)?)?;
         let claimer = start_reader("sqlite-claimer", connect(path)?)?;
         Ok(SqliteStore {
@@ -270,6 +281,11 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Background syncs of the WAL so far (a delivery commit asks for one).
+    pub fn wal_syncs(&self) -> u64 {
+        self.commits.wal_syncs.load(Ordering::Relaxed)
     }
 
     /// Transactions committed so far, and the jobs they held.
@@ -1261,6 +1277,38 @@ mod tests {
             reason: reason.into(),
             ..AttemptRecord::default()
         }
+    }
+
+    /// A delivery commit (a claim's record, unsynced) has the WAL synced in
+    /// the background, also on a database opened a second time (its WAL
+    /// was deleted at the first close); a durable commit syncs it itself.
+    #[tokio::test]
+    async fn delivery_commits_have_the_wal_synced_behind_them() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("x.db");
+        drop(SqliteStore::open(&path).expect("first open"));
+        let store = SqliteStore::open(&path).expect("second open");
+        store
+            .enqueue(vec![new_message("01A", "crm", "k1", 10)])
+            .await
+            .expect("enqueue");
+        assert_eq!(store.wal_syncs(), 0, "a durable commit syncs itself");
+        let claimed = store
+            .claim(20, want("crm", 1), "L".into(), 1_000)
+            .await
+            .expect("claim");
+        let lease = claimed[0].lease.clone();
+        assert!(store
+            .record("01A".into(), lease, outcome("x"), NextState::Delivered, 30)
+            .await
+            .expect("record"));
+        // The sync runs on its own thread: wait for it (an event, not a
+        // duration; the bound only keeps a broken syncer from hanging).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while store.wal_syncs() == 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(store.wal_syncs() >= 1, "no background sync followed");
     }
 
     /// A record numbers its attempt from the counters its claim read, not
