@@ -320,9 +320,25 @@ impl SqliteStore {
         durability: Durability,
         f: impl FnOnce(&Writing<'_>, &mut Delta) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.write_counted_then(durability, f, move |answer| {
+            let _ = tx.send(answer);
+        });
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`SqliteStore::write_counted`] without waiting: `then` gets the
+    /// answer on the writer thread (or on this one, should the writer be
+    /// gone).
+    fn write_counted_then<T: Send + 'static>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&Writing<'_>, &mut Delta) -> Result<T, StoreError> + Send + 'static,
+        then: impl FnOnce(Result<T, StoreError>) + Send + 'static,
+    ) {
         let counts = Arc::clone(&self.counts);
         let leases = Arc::clone(&self.leases);
-        let (job, rx) = ClosureJob::boxed_with_hook(
+        let job = ClosureJob::boxed_then(
             move |conn: &Writing<'_>| {
                 let mut delta = Delta::default();
                 let value = f(conn, &mut delta)?;
@@ -339,11 +355,139 @@ impl SqliteStore {
                     }
                 }
             })),
+            Box::new(move |answer: Result<(T, Delta), StoreError>| {
+                then(answer.map(|(value, _)| value))
+            }),
         );
-        self.writer.send(job).map_err(|_| StoreError::Closed)?;
-        rx.await
-            .map_err(|_| StoreError::Closed)?
-            .map(|(value, _)| value)
+        if let Err(returned) = self.writer.send(job) {
+            returned.0.finish(Err(&StoreError::Closed));
+        }
+    }
+
+    /// [`Store::record`]'s work, its outcome handed to `then` on the writer
+    /// thread. The lease ends there too, as the commit's answer comes, not
+    /// in the caller after it: a caller that stopped waiting leaves no lease
+    /// behind.
+    fn record_then(
+        &self,
+        id: String,
+        lease: String,
+        attempt: AttemptRecord,
+        next: NextState,
+        now: i64,
+        then: impl FnOnce(Result<bool, StoreError>) + Send + 'static,
+    ) {
+        let leases = Arc::clone(&self.leases);
+        let fence = Arc::clone(&self.leases);
+        let ended = (id.clone(), lease.clone());
+        let due_next = match &next {
+            NextState::Retry { at } => DueNext::At(*at),
+            NextState::Delivered | NextState::Parked { .. } => DueNext::Gone,
+        };
+        self.write_counted_then(
+            Durability::Written,
+            move |conn, delta| {
+                // The fence: only the lease's holder records, once. The lease
+                // ends once the record is committed (below): until then the
+                // message stays leased, so no claim takes it.
+                let Some((rowid, destination, known)) = lock(&fence)
+                    .spend(&id, &lease)
+                    .map(|s| (s.rowid, s.destination.to_owned(), s.counters))
+                else {
+                    return Ok((false, false));
+                };
+                let (state, reason, next_at) = match &next {
+                    NextState::Delivered => ("delivered", None, None),
+                    NextState::Retry { at } => ("pending", None, Some(*at)),
+                    NextState::Parked { reason } => ("parked", Some(reason.as_str()), None),
+                };
+                // No RETURNING (see `enqueue`): the update, and the counters
+                // it wrote are the claim's plus one (see `Counters`), or read
+                // back from the row. (Not an INSERT ... SELECT of them: SQLite
+                // gives a statement that may insert several rows a statement
+                // journal, a copy of every page it touches.)
+                let update = |known_total: Option<u32>| {
+                    conn.held(RECORD_UPDATE, |s| {
+                        s.execute(params![
+                            state,
+                            reason,
+                            attempt.class,
+                            next_at,
+                            now,
+                            rowid,
+                            id,
+                            known_total
+                        ])
+                    })
+                    .map_err(db)
+                };
+                let (total, cycle, in_cycle) = known;
+                let counters: Option<(u32, u32, u32)> = if update(Some(total))? == 1 {
+                    Some((total.saturating_add(1), cycle, in_cycle.saturating_add(1)))
+                } else if update(None)? == 1 {
+                    // The counters moved since the claim read them (a record
+                    // of an expired lease committed since): read back.
+                    conn.held(RECORD_COUNTERS, |s| {
+                        s.query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                            .optional()
+                    })
+                    .map_err(db)?
+                } else {
+                    // Fenced off: the message is no longer pending.
+                    None
+                };
+                let Some((n, cycle, in_cycle)) = counters else {
+                    return Ok((false, true));
+                };
+                match &next {
+                    NextState::Delivered => {
+                        delta.moved(&destination, MessageState::Pending, MessageState::Delivered)
+                    }
+                    NextState::Parked { .. } => {
+                        delta.moved(&destination, MessageState::Pending, MessageState::Parked)
+                    }
+                    NextState::Retry { .. } => {}
+                }
+                conn.held(RECORD_ATTEMPT, |s| {
+                    s.execute(params![
+                        id,
+                        n,
+                        cycle,
+                        in_cycle,
+                        attempt.started_at,
+                        attempt.latency_ms as i64,
+                        attempt.status,
+                        attempt.transport,
+                        attempt.class,
+                        attempt.decision,
+                        attempt.reason,
+                        attempt.delay_ms.map(|d| d as i64),
+                        attempt.response_excerpt,
+                        attempt.detail,
+                        attempt.link_identities
+                    ])
+                })
+                .map_err(db)?;
+                Ok((true, true))
+            },
+            move |outcome| {
+                let recorded = match outcome {
+                    Ok((recorded, spent)) => {
+                        if spent {
+                            let next = if recorded { due_next } else { DueNext::Gone };
+                            lock(&leases).end(ended.0, ended.1, next);
+                        }
+                        Ok(recorded)
+                    }
+                    // Rolled back: the message is pending again, and due at once.
+                    Err(e) => {
+                        lock(&leases).end(ended.0, ended.1, DueNext::Unknown);
+                        Err(e)
+                    }
+                };
+                then(recorded);
+            },
+        );
     }
 
     async fn read<T: Send + 'static>(
@@ -861,113 +1005,11 @@ impl Store for SqliteStore {
         next: NextState,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let leases = Arc::clone(&self.leases);
-        let fence = Arc::clone(&self.leases);
-        let ended = (id.clone(), lease.clone());
-        let due_next = match &next {
-            NextState::Retry { at } => DueNext::At(*at),
-            NextState::Delivered | NextState::Parked { .. } => DueNext::Gone,
-        };
-        let outcome = self
-            .write_counted(Durability::Written, move |conn, delta| {
-                // The fence: only the lease's holder records, once. The lease
-                // ends once the record is committed (below): until then the
-                // message stays leased, so no claim takes it.
-                let Some((rowid, destination, known)) = lock(&fence)
-                    .spend(&id, &lease)
-                    .map(|s| (s.rowid, s.destination.to_owned(), s.counters))
-                else {
-                    return Ok((false, false));
-                };
-                let (state, reason, next_at) = match &next {
-                    NextState::Delivered => ("delivered", None, None),
-                    NextState::Retry { at } => ("pending", None, Some(*at)),
-                    NextState::Parked { reason } => ("parked", Some(reason.as_str()), None),
-                };
-                // No RETURNING (see `enqueue`): the update, and the counters
-                // it wrote are the claim's plus one (see `Counters`), or read
-                // back from the row. (Not an INSERT ... SELECT of them: SQLite
-                // gives a statement that may insert several rows a statement
-                // journal, a copy of every page it touches.)
-                let update = |known_total: Option<u32>| {
-                    conn.held(RECORD_UPDATE, |s| {
-                        s.execute(params![
-                            state,
-                            reason,
-                            attempt.class,
-                            next_at,
-                            now,
-                            rowid,
-                            id,
-                            known_total
-                        ])
-                    })
-                    .map_err(db)
-                };
-                let (total, cycle, in_cycle) = known;
-                let counters: Option<(u32, u32, u32)> = if update(Some(total))? == 1 {
-                    Some((total.saturating_add(1), cycle, in_cycle.saturating_add(1)))
-                } else if update(None)? == 1 {
-                    // The counters moved since the claim read them (a record
-                    // of an expired lease committed since): read back.
-                    conn.held(RECORD_COUNTERS, |s| {
-                        s.query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                            .optional()
-                    })
-                    .map_err(db)?
-                } else {
-                    // Fenced off: the message is no longer pending.
-                    None
-                };
-                let Some((n, cycle, in_cycle)) = counters else {
-                    return Ok((false, true));
-                };
-                match &next {
-                    NextState::Delivered => {
-                        delta.moved(&destination, MessageState::Pending, MessageState::Delivered)
-                    }
-                    NextState::Parked { .. } => {
-                        delta.moved(&destination, MessageState::Pending, MessageState::Parked)
-                    }
-                    NextState::Retry { .. } => {}
-                }
-                conn.held(RECORD_ATTEMPT, |s| {
-                    s.execute(params![
-                        id,
-                        n,
-                        cycle,
-                        in_cycle,
-                        attempt.started_at,
-                        attempt.latency_ms as i64,
-                        attempt.status,
-                        attempt.transport,
-                        attempt.class,
-                        attempt.decision,
-                        attempt.reason,
-                        attempt.delay_ms.map(|d| d as i64),
-                        attempt.response_excerpt,
-                        attempt.detail,
-                        attempt.link_identities
-                    ])
-                })
-                .map_err(db)?;
-                Ok((true, true))
-            })
-            .await;
-        match outcome {
-            Ok((recorded, spent)) => {
-                if spent {
-                    let next = if recorded { due_next } else { DueNext::Gone };
-                    lock(&leases).end(ended.0, ended.1, next);
-                }
-                Ok(recorded)
-            }
-            // Rolled back: the message is pending again, and due at once.
-            Err(e) => {
-                lock(&leases).end(ended.0, ended.1, DueNext::Unknown);
-                Err(e)
-            }
-        }
+        let (tx, rx) = oneshot::channel();
+        self.record_then(id, lease, attempt, next, now, move |recorded| {
+            let _ = tx.send(recorded);
+        });
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn release(&self, given: Vec<(String, String)>, due_at: i64) -> Result<u64, StoreError> {
@@ -1309,6 +1351,53 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         assert!(store.wal_syncs() >= 1, "no background sync followed");
+    }
+
+    /// A record whose caller stopped waiting (its future dropped once the
+    /// job was queued) still ends its lease once it commits: the message is
+    /// claimable again when it is due, not only when the lease runs out.
+    #[tokio::test]
+    async fn a_record_whose_caller_stopped_waiting_still_ends_its_lease() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteStore::open(&dir.path().join("x.db")).expect("open");
+        store
+            .enqueue(vec![new_message("01A", "crm", "k1", 10)])
+            .await
+            .expect("enqueue");
+        let claimed = store
+            .claim(20, want("crm", 1), "L".into(), 1_000_000)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1);
+        {
+            let record = store.record(
+                "01A".into(),
+                "L".into(),
+                outcome("schedule"),
+                NextState::Retry { at: 30 },
+                25,
+            );
+            tokio::pin!(record);
+            // One poll queues the job; then the caller gives up.
+            tokio::select! {
+                biased;
+                _ = &mut record => {}
+                () = std::future::ready(()) => {}
+            }
+        }
+        // The writer answers its jobs in order: once this enqueue is
+        // answered, the record's answer (and the lease's end) came before.
+        store
+            .enqueue(vec![new_message("01B", "crm", "k2", 10)])
+            .await
+            .expect("enqueue");
+        let again = store
+            .claim(40, want("crm", 2), "L2".into(), 2_000_000)
+            .await
+            .expect("claim");
+        let ids: Vec<&str> = again.iter().map(|c| c.message.id.as_str()).collect();
+        // Oldest due first: 01B since 10, 01A since 30 (its lease ended).
+        assert_eq!(ids, ["01B", "01A"], "01A's lease ended with its record");
     }
 
     /// A record numbers its attempt from the counters its claim read, not

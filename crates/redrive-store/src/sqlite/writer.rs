@@ -153,11 +153,19 @@ pub trait Job: Send {
 /// still waits (the store's in-memory counts).
 pub type CommitHook<T> = Box<dyn FnOnce(&mut T) + Send>;
 
-/// A closure and the channel its caller waits on.
+/// Where a job's answer goes.
+enum Reply<T> {
+    /// To a caller awaiting it.
+    Channel(oneshot::Sender<Result<T, StoreError>>),
+    /// To a callback, run on the writer thread: the caller did not wait.
+    Call(Box<dyn FnOnce(Result<T, StoreError>) + Send>),
+}
+
+/// A closure and where its answer goes.
 pub struct ClosureJob<T, F> {
     f: Option<F>,
     result: Option<Result<T, StoreError>>,
-    tx: oneshot::Sender<Result<T, StoreError>>,
+    reply: Reply<T>,
     durability: Durability,
     on_commit: Option<CommitHook<T>>,
 }
@@ -188,11 +196,29 @@ where
         let job = ClosureJob {
             f: Some(f),
             result: None,
-            tx,
+            reply: Reply::Channel(tx),
             durability,
             on_commit,
         };
         (Box::new(job), rx)
+    }
+
+    /// As [`ClosureJob::boxed_with_hook`], with the answer handed to `then`
+    /// on the writer thread instead of sent to a waiting caller: for callers
+    /// that need not wait (a record), and do not pay for a task woken up.
+    pub fn boxed_then(
+        f: F,
+        durability: Durability,
+        on_commit: Option<CommitHook<T>>,
+        then: Box<dyn FnOnce(Result<T, StoreError>) + Send>,
+    ) -> Box<dyn Job> {
+        Box::new(ClosureJob {
+            f: Some(f),
+            result: None,
+            reply: Reply::Call(then),
+            durability,
+            on_commit,
+        })
     }
 }
 
@@ -222,12 +248,19 @@ where
             (Ok(()), Some(result)) => result,
             // Its own error says most.
             (Err(_), Some(Err(own))) => Err(own),
+            // Never queued: the writer is gone.
+            (Err(StoreError::Closed), None) => Err(StoreError::Closed),
             (Err(e), _) => Err(StoreError::Database(format!(
                 "rolled back with its commit group: {e}"
             ))),
             (Ok(()), None) => Err(StoreError::Database("the job did not run".into())),
         };
-        let _ = self.tx.send(answer);
+        match self.reply {
+            Reply::Channel(tx) => {
+                let _ = tx.send(answer);
+            }
+            Reply::Call(then) => then(answer),
+        }
     }
 
     fn durability(&self) -> Durability {
