@@ -13,8 +13,8 @@
 //!
 //! Claims run on their own connection, beside the writer, so a lease may end
 //! only once what ended it is committed: a record or release first *spends*
-//! the lease (its fence, on the writer), and its caller *ends* it after the
-//! commit. A claim reads a snapshot of the database and then checks the
+//! the lease (its fence, on the writer), and it is *ended* after the commit
+//! (a record's by the writer's answer to it, a release's by its caller). A claim reads a snapshot of the database and then checks the
 //! leases; a lease ended between the two would let it take a message whose
 //! record it cannot see. So while a claim runs, ends wait in a queue and are
 //! applied when it finishes.
@@ -240,8 +240,8 @@ impl Leases {
     }
 
     fn note_now(&mut self, destination: &str, key: &DueKey) {
-        // Still leased (its record committed a park, its caller has not
-        // ended the lease yet): claims skip it until the lease ends, and
+        // Still leased (its record committed a park, the lease is not
+        // ended yet): claims skip it until the lease ends, and
         // the end must look again.
         if let Some(lease) = self.by_id.get_mut(&key.id) {
             lease.renoted = true;

@@ -232,16 +232,25 @@ impl SqliteStore {
         migrate(&write_conn)?;
         let counts = Arc::new(Mutex::new(Counts::load(&write_conn)?));
         let commits = Arc::new(CommitCounts::default());
+        // The WAL lies beside the file SQLite opened, with symbolic links
+        // resolved (a database reached through a link has its WAL beside
+        // the target): named after the connection's own file name, not
+        // after `path`. A database with no file (in memory) has no WAL.
         // Without the syncer the store still works (its checkpoints then
         // sync the whole WAL on the writer): a warning, not an error.
-        let wal = wal_syncer::wal_path(path);
-        let wal_sync = match wal_syncer::start(&wal, Arc::clone(&commits.wal_syncs)) {
-            Ok(nudge) => Some(nudge),
-            Err(e) => {
-                tracing::warn!(wal = %wal.display(), error = %e, "cannot sync the WAL in the background; checkpoints will sync it on the writer");
-                None
+        let wal = write_conn
+            .path()
+            .filter(|file| !file.is_empty())
+            .map(|file| wal_syncer::wal_path(Path::new(file)));
+        let wal_sync = wal.and_then(|wal| {
+            match wal_syncer::start(&wal, Arc::clone(&commits.wal_syncs)) {
+                Ok(nudge) => Some(nudge),
+                Err(e) => {
+                    tracing::warn!(wal = %wal.display(), error = %e, "cannot sync the WAL in the background; checkpoints will sync it on the writer");
+                    None
+                }
             }
-        };
+        });
         let writer = writer::start(write_conn, Arc::clone(&commits), wal_sync)?;
         let reader = start_reader("sqlite-reader", connect(path)?)?;
         let claimer = start_reader("sqlite-claimer", connect(path)?)?;
@@ -301,20 +310,9 @@ impl SqliteStore {
         self.commits.busy_ns.load(Ordering::Relaxed) as f64 / 1e9
     }
 
-    /// Runs `f` on the writer, answered once its group is `durability`; a
-    /// delivery job ([`Durability::Written`]) may wait for company.
-    async fn write_as<T: Send + 'static>(
-        &self,
-        durability: Durability,
-        f: impl FnOnce(&Writing<'_>) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let (job, rx) = ClosureJob::boxed(f, durability);
-        self.writer.send(job).map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
-    }
-
-    /// Runs `f` on the writer as [`SqliteStore::write_as`] does; what `f`
-    /// notes in its [`Delta`] moves the counts once its group committed.
+    /// Runs `f` on the writer, answered once its group is `durability` (a
+    /// delivery job, [`Durability::Written`], may wait for company); what
+    /// `f` notes in its [`Delta`] moves the counts once its group committed.
     async fn write_counted<T: Send + 'static>(
         &self,
         durability: Durability,
@@ -338,7 +336,7 @@ impl SqliteStore {
     ) {
         let counts = Arc::clone(&self.counts);
         let leases = Arc::clone(&self.leases);
-        let job = ClosureJob::boxed_then(
+        let job = ClosureJob::boxed(
             move |conn: &Writing<'_>| {
                 let mut delta = Delta::default();
                 let value = f(conn, &mut delta)?;
@@ -359,9 +357,21 @@ impl SqliteStore {
                 then(answer.map(|(value, _)| value))
             }),
         );
-        if let Err(returned) = self.writer.send(job) {
-            returned.0.finish(Err(&StoreError::Closed));
-        }
+        // Should the writer be gone, the job comes back and, dropped
+        // unanswered, answers `Closed`.
+        let _ = self.writer.send(job);
+    }
+
+    /// Runs `f` on the writer without waiting: `then` gets the answer on the
+    /// writer thread (or on this one, should the writer be gone).
+    fn write_as_then<T: Send + 'static>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&Writing<'_>) -> Result<T, StoreError> + Send + 'static,
+        then: impl FnOnce(Result<T, StoreError>) + Send + 'static,
+    ) {
+        let job = ClosureJob::boxed(f, durability, None, Box::new(then));
+        let _ = self.writer.send(job);
     }
 
     /// [`Store::record`]'s work, its outcome handed to `then` on the writer
@@ -1016,8 +1026,10 @@ impl Store for SqliteStore {
         let leases = Arc::clone(&self.leases);
         let fence = Arc::clone(&self.leases);
         let ended = given.clone();
-        let outcome = self
-            .write_as(Durability::Written, move |conn| {
+        let (tx, rx) = oneshot::channel();
+        self.write_as_then(
+            Durability::Written,
+            move |conn| {
                 let mut stmt = conn
                     .prepare_cached(
                         "UPDATE messages SET lease = NULL, next_attempt_at = ?3 \
@@ -1032,20 +1044,26 @@ impl Store for SqliteStore {
                     n += stmt.execute(params![rowid, id, due_at]).map_err(db)? as u64;
                 }
                 Ok(n)
-            })
-            .await;
-        // Committed or rolled back, the leases end (only those the tokens
-        // hold): the messages are due at `due_at`, or at once.
-        let next = if outcome.is_ok() {
-            DueNext::At(due_at)
-        } else {
-            DueNext::Unknown
-        };
-        let mut leases = lock(&leases);
-        for (id, token) in ended {
-            leases.end(id, token, next.clone());
-        }
-        outcome
+            },
+            // Committed or rolled back, the leases end (only those the
+            // tokens hold) as the writer answers, whether or not the caller
+            // still waits: the messages are due at `due_at`, or at once.
+            move |outcome: Result<u64, StoreError>| {
+                let next = if outcome.is_ok() {
+                    DueNext::At(due_at)
+                } else {
+                    DueNext::Unknown
+                };
+                {
+                    let mut leases = lock(&leases);
+                    for (id, token) in ended {
+                        leases.end(id, token, next.clone());
+                    }
+                }
+                let _ = tx.send(outcome);
+            },
+        );
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn next_due(&self) -> Result<Option<i64>, StoreError> {
@@ -1321,15 +1339,36 @@ mod tests {
         }
     }
 
-    /// A delivery commit (a claim's record, unsynced) has the WAL synced in
-    /// the background, also on a database opened a second time (its WAL
-    /// was deleted at the first close); a durable commit syncs it itself.
+    /// Waits (for an event; the bound only keeps a broken store from
+    /// hanging the test) until `done` holds.
+    async fn until(mut done: impl FnMut() -> bool) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !done() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        done()
+    }
+
+    /// A delivery commit (a record, unsynced) has the WAL synced in the
+    /// background; a durable commit syncs it itself. Also on a database
+    /// opened a second time, once its WAL was deleted at the first close
+    /// (SQLite makes a new one), and on a database reached through a
+    /// symbolic link, whose WAL lies beside the link's target.
     #[tokio::test]
     async fn delivery_commits_have_the_wal_synced_behind_them() {
         let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("x.db");
+        let target = dir.path().join("data");
+        std::fs::create_dir(&target).expect("data dir");
+        let path = target.join("x.db");
         drop(SqliteStore::open(&path).expect("first open"));
-        let store = SqliteStore::open(&path).expect("second open");
+        let wal = target.join("x.db-wal");
+        // The first store's threads close their connections as they end;
+        // the last close deletes the WAL.
+        assert!(until(|| !wal.exists()).await, "the WAL outlived the store");
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&path, &link).expect("symlink");
+        let store = SqliteStore::open(&link).expect("second open, through the link");
+        assert!(wal.exists() && !dir.path().join("link.db-wal").exists());
         store
             .enqueue(vec![new_message("01A", "crm", "k1", 10)])
             .await
@@ -1344,60 +1383,69 @@ mod tests {
             .record("01A".into(), lease, outcome("x"), NextState::Delivered, 30)
             .await
             .expect("record"));
-        // The sync runs on its own thread: wait for it (an event, not a
-        // duration; the bound only keeps a broken syncer from hanging).
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while store.wal_syncs() == 0 && std::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        assert!(store.wal_syncs() >= 1, "no background sync followed");
+        // The sync runs on its own thread: wait for it.
+        assert!(
+            until(|| store.wal_syncs() >= 1).await,
+            "no background sync followed"
+        );
     }
 
-    /// A record whose caller stopped waiting (its future dropped once the
-    /// job was queued) still ends its lease once it commits: the message is
-    /// claimable again when it is due, not only when the lease runs out.
+    /// Polls `call` once (which queues its job behind the held writer) and
+    /// drops it: a caller that stopped waiting.
+    async fn give_up<F: std::future::Future>(call: F) {
+        tokio::pin!(call);
+        let answered = tokio::select! {
+            biased;
+            _ = &mut call => true,
+            () = std::future::ready(()) => false,
+        };
+        assert!(!answered, "the writer is held");
+    }
+
+    /// A record or release whose caller stopped waiting (its future dropped
+    /// once the job was queued) still ends its lease once it commits: the
+    /// message is claimable again when it is due, not only when the lease
+    /// runs out.
     #[tokio::test]
-    async fn a_record_whose_caller_stopped_waiting_still_ends_its_lease() {
+    async fn a_lease_ends_with_its_record_or_release_even_if_the_caller_left() {
         let dir = tempfile::tempdir().expect("dir");
         let store = SqliteStore::open(&dir.path().join("x.db")).expect("open");
         store
-            .enqueue(vec![new_message("01A", "crm", "k1", 10)])
+            .enqueue(vec![
+                new_message("01A", "crm", "k1", 10),
+                new_message("01B", "crm", "k2", 10),
+            ])
             .await
             .expect("enqueue");
         let claimed = store
-            .claim(20, want("crm", 1), "L".into(), 1_000_000)
+            .claim(20, want("crm", 2), "L".into(), 1_000_000)
             .await
             .expect("claim");
-        assert_eq!(claimed.len(), 1);
-        {
-            let record = store.record(
-                "01A".into(),
-                "L".into(),
-                outcome("schedule"),
-                NextState::Retry { at: 30 },
-                25,
-            );
-            tokio::pin!(record);
-            // One poll queues the job; then the caller gives up.
-            tokio::select! {
-                biased;
-                _ = &mut record => {}
-                () = std::future::ready(()) => {}
-            }
-        }
+        assert_eq!(claimed.len(), 2);
+        let (gate, _held) = writer::tests::hold(&store.writer);
+        give_up(store.record(
+            "01A".into(),
+            "L".into(),
+            outcome("schedule"),
+            NextState::Retry { at: 30 },
+            25,
+        ))
+        .await;
+        give_up(store.release(vec![("01B".into(), "L".into())], 35)).await;
+        gate.send(()).expect("release the writer");
         // The writer answers its jobs in order: once this enqueue is
-        // answered, the record's answer (and the lease's end) came before.
+        // answered, the earlier answers (and the leases' ends) came before.
         store
-            .enqueue(vec![new_message("01B", "crm", "k2", 10)])
+            .enqueue(vec![new_message("01C", "crm", "k3", 10)])
             .await
             .expect("enqueue");
         let again = store
-            .claim(40, want("crm", 2), "L2".into(), 2_000_000)
+            .claim(40, want("crm", 3), "L2".into(), 2_000_000)
             .await
             .expect("claim");
         let ids: Vec<&str> = again.iter().map(|c| c.message.id.as_str()).collect();
-        // Oldest due first: 01B since 10, 01A since 30 (its lease ended).
-        assert_eq!(ids, ["01B", "01A"], "01A's lease ended with its record");
+        // Oldest due first: 01C since 10, 01A since 30, 01B since 35.
+        assert_eq!(ids, ["01C", "01A", "01B"], "both leases ended");
     }
 
     /// A record numbers its attempt from the counters its claim read, not

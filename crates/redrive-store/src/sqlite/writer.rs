@@ -11,9 +11,11 @@
 //! reached the WAL file, without an fsync of its own (`synchronous = NORMAL`):
 //! a killed process loses nothing, since the OS holds the file; an OS crash or
 //! a power cut may lose the last delivery transactions, and their messages are
-//! then attempted again (delivery is at least once). The WAL syncer's
-//! background fdatasync, asked for after each such commit, makes them durable
-//! within milliseconds; the next durable commit or checkpoint does too.
+//! then attempted again (delivery is at least once). The next durable commit
+//! or checkpoint makes them durable; so, usually sooner, does the WAL
+//! syncer's background fdatasync, asked for after each such commit (when
+//! the syncer runs: it is not a guarantee, and one sync may wait for the one
+//! before it).
 //!
 //! A job that fails rolls back its whole group: every job of the group is
 //! answered with an error, and nothing of it is stored. Jobs fail only on
@@ -46,7 +48,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, Statement};
-use tokio::sync::oneshot;
 
 use super::wal_syncer::Nudge;
 use crate::StoreError;
@@ -67,7 +68,7 @@ pub enum Durability {
     /// fsync before answering: acknowledgements to clients and operators.
     Fsync,
     /// In the WAL file before answering; fsync'd by the next durable commit
-    /// or checkpoint.
+    /// or checkpoint, and usually sooner by the WAL syncer.
     Written,
 }
 
@@ -153,21 +154,29 @@ pub trait Job: Send {
 /// still waits (the store's in-memory counts).
 pub type CommitHook<T> = Box<dyn FnOnce(&mut T) + Send>;
 
-/// Where a job's answer goes.
-enum Reply<T> {
-    /// To a caller awaiting it.
-    Channel(oneshot::Sender<Result<T, StoreError>>),
-    /// To a callback, run on the writer thread: the caller did not wait.
-    Call(Box<dyn FnOnce(Result<T, StoreError>) + Send>),
-}
+/// Where a job's answer goes: a callback, run on the writer thread once the
+/// job's group has committed or rolled back. A caller that waits passes one
+/// that sends on a channel; one that need not wait (the end of a lease, say)
+/// does not depend on its caller still being there.
+pub type Reply<T> = Box<dyn FnOnce(Result<T, StoreError>) + Send>;
 
-/// A closure and where its answer goes.
+/// A closure and where its answer goes. A job dropped unanswered (still
+/// queued when the writer ended, or in a group the writer dropped when it
+/// panicked) answers `Closed` as it goes: its reply always runs, once.
 pub struct ClosureJob<T, F> {
     f: Option<F>,
     result: Option<Result<T, StoreError>>,
-    reply: Reply<T>,
+    reply: Option<Reply<T>>,
     durability: Durability,
     on_commit: Option<CommitHook<T>>,
+}
+
+impl<T, F> Drop for ClosureJob<T, F> {
+    fn drop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            reply(Err(StoreError::Closed));
+        }
+    }
 }
 
 impl<T, F> ClosureJob<T, F>
@@ -175,50 +184,39 @@ where
     T: Send + 'static,
     F: FnOnce(&Writing<'_>) -> Result<T, StoreError> + Send + 'static,
 {
-    /// A job running `f`, boxed for the writer's queue, and the receiver of
-    /// its answer. A delivery job ([`Durability::Written`]) may be held up to
+    /// A job running `f`, boxed for the writer's queue, answered through
+    /// `reply`, with `on_commit` run on its result once its group has
+    /// committed. A delivery job ([`Durability::Written`]) may be held up to
     /// [`LINGER`] for company.
     pub fn boxed(
         f: F,
         durability: Durability,
-    ) -> (Box<dyn Job>, oneshot::Receiver<Result<T, StoreError>>) {
-        ClosureJob::boxed_with_hook(f, durability, None)
-    }
-
-    /// As [`ClosureJob::boxed`], with `on_commit` run on the job's result
-    /// once its group has committed.
-    pub fn boxed_with_hook(
-        f: F,
-        durability: Durability,
         on_commit: Option<CommitHook<T>>,
-    ) -> (Box<dyn Job>, oneshot::Receiver<Result<T, StoreError>>) {
-        let (tx, rx) = oneshot::channel();
-        let job = ClosureJob {
-            f: Some(f),
-            result: None,
-            reply: Reply::Channel(tx),
-            durability,
-            on_commit,
-        };
-        (Box::new(job), rx)
-    }
-
-    /// As [`ClosureJob::boxed_with_hook`], with the answer handed to `then`
-    /// on the writer thread instead of sent to a waiting caller: for callers
-    /// that need not wait (a record), and do not pay for a task woken up.
-    pub fn boxed_then(
-        f: F,
-        durability: Durability,
-        on_commit: Option<CommitHook<T>>,
-        then: Box<dyn FnOnce(Result<T, StoreError>) + Send>,
+        reply: Reply<T>,
     ) -> Box<dyn Job> {
         Box::new(ClosureJob {
             f: Some(f),
             result: None,
-            reply: Reply::Call(then),
+            reply: Some(reply),
             durability,
             on_commit,
         })
+    }
+
+    /// A job running `f` and the receiver of its answer (for tests).
+    #[cfg(test)]
+    pub fn awaited(
+        f: F,
+        durability: Durability,
+    ) -> (
+        Box<dyn Job>,
+        tokio::sync::oneshot::Receiver<Result<T, StoreError>>,
+    ) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let reply: Reply<T> = Box::new(move |answer| {
+            let _ = tx.send(answer);
+        });
+        (ClosureJob::boxed(f, durability, None, reply), rx)
     }
 }
 
@@ -237,10 +235,10 @@ where
         ok
     }
 
-    fn finish(self: Box<Self>, group: Result<(), &StoreError>) {
-        let answer = match (group, self.result) {
+    fn finish(mut self: Box<Self>, group: Result<(), &StoreError>) {
+        let answer = match (group, self.result.take()) {
             (Ok(()), Some(Ok(mut value))) => {
-                if let Some(hook) = self.on_commit {
+                if let Some(hook) = self.on_commit.take() {
                     hook(&mut value);
                 }
                 Ok(value)
@@ -255,11 +253,8 @@ where
             ))),
             (Ok(()), None) => Err(StoreError::Database("the job did not run".into())),
         };
-        match self.reply {
-            Reply::Channel(tx) => {
-                let _ = tx.send(answer);
-            }
-            Reply::Call(then) => then(answer),
+        if let Some(reply) = self.reply.take() {
+            reply(answer);
         }
     }
 
@@ -353,7 +348,8 @@ fn gather(rx: &Receiver<Box<dyn Job>>, group: &mut Vec<Box<dyn Job>>) {
 
 /// Runs every job in one transaction and commits (with an fsync when one job
 /// asks for it), then answers them all; rolls the whole group back if a job
-/// or the commit fails. Says whether the commit synced the WAL.
+/// or the commit fails. Says whether the group committed as durable (with
+/// `synchronous = FULL`: the WAL was synced, unless the group wrote nothing).
 fn commit_group(
     conn: &Writing<'_>,
     synchronous: &mut Option<Durability>,
@@ -399,11 +395,12 @@ fn commit_group(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use tokio::sync::oneshot;
 
     fn count(tx: &Sender<Box<dyn Job>>) -> i64 {
-        let (job, rx) = ClosureJob::boxed(
+        let (job, rx) = ClosureJob::awaited(
             |c: &Writing<'_>| {
                 c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
                     .map_err(|e| StoreError::Database(e.to_string()))
@@ -415,8 +412,8 @@ mod tests {
     }
 
     /// Sends a job that holds the writer until the returned gate is sent
-    /// to; returns once the writer runs it.
-    fn hold(
+    /// to (or dropped); returns once the writer runs it.
+    pub(in crate::sqlite) fn hold(
         tx: &Sender<Box<dyn Job>>,
     ) -> (
         std::sync::mpsc::Sender<()>,
@@ -424,7 +421,7 @@ mod tests {
     ) {
         let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
         let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
-        let (blocker, blocked) = ClosureJob::boxed(
+        let (blocker, blocked) = ClosureJob::awaited(
             move |_: &Writing<'_>| {
                 let _ = started_tx.send(());
                 let _ = gate_rx.recv();
@@ -441,6 +438,25 @@ mod tests {
         c.execute(sql, [])
             .map(|_| ())
             .map_err(|e| StoreError::Database(e.to_string()))
+    }
+
+    /// A job dropped unanswered (the writer gone before it ran it) still
+    /// answers, once, with `Closed`: a caller's callback (a record's, which
+    /// ends its lease) always runs.
+    #[test]
+    fn a_job_dropped_unanswered_answers_closed() {
+        let (tx, rx) = std::sync::mpsc::channel::<Result<(), StoreError>>();
+        let job = ClosureJob::boxed(
+            |_: &Writing<'_>| Ok(()),
+            Durability::Written,
+            None,
+            Box::new(move |answer| {
+                let _ = tx.send(answer);
+            }),
+        );
+        drop(job);
+        assert!(matches!(rx.recv(), Ok(Err(StoreError::Closed))));
+        assert!(rx.recv().is_err(), "answered once");
     }
 
     /// A held statement is prepared once and serves every use after, with
@@ -494,11 +510,11 @@ mod tests {
         // Hold the writer in a first group until both jobs below are queued,
         // so they land in the same group.
         let (gate_tx, blocked) = hold(&tx);
-        let (good, good_rx) = ClosureJob::boxed(
+        let (good, good_rx) = ClosureJob::awaited(
             |c: &Writing<'_>| insert(c, "INSERT INTO t VALUES (1)"),
             Durability::Fsync,
         );
-        let (bad, bad_rx) = ClosureJob::boxed(
+        let (bad, bad_rx) = ClosureJob::awaited(
             |c: &Writing<'_>| insert(c, "INSERT INTO missing VALUES (1)"),
             Durability::Written,
         );
@@ -518,7 +534,7 @@ mod tests {
         );
         assert_eq!(count(&tx), 0, "the good job's row was rolled back too");
         // The writer goes on.
-        let (again, again_rx) = ClosureJob::boxed(
+        let (again, again_rx) = ClosureJob::awaited(
             |c: &Writing<'_>| insert(c, "INSERT INTO t VALUES (2)"),
             Durability::Fsync,
         );
@@ -537,7 +553,7 @@ mod tests {
             .expect("schema");
         let counts = Arc::new(CommitCounts::default());
         let tx = start(conn, Arc::clone(&counts), None).expect("start");
-        let (lone, lone_rx) = ClosureJob::boxed(
+        let (lone, lone_rx) = ClosureJob::awaited(
             |c: &Writing<'_>| insert(c, "INSERT INTO t VALUES (1)"),
             Durability::Written,
         );
@@ -548,7 +564,7 @@ mod tests {
         let (gate_tx, blocked) = hold(&tx);
         let answers: Vec<_> = (0..3)
             .map(|i| {
-                let (job, rx) = ClosureJob::boxed(
+                let (job, rx) = ClosureJob::awaited(
                     move |c: &Writing<'_>| insert(c, &format!("INSERT INTO t VALUES ({i})")),
                     Durability::Written,
                 );
