@@ -1390,6 +1390,27 @@ mod tests {
         );
     }
 
+    /// A store in a temporary directory (`x.db`) holding 01A and 01B of
+    /// `crm`, due at 10, both claimed at 20 under lease `L` until
+    /// `lease_until`.
+    async fn two_claimed(lease_until: i64) -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteStore::open(&dir.path().join("x.db")).expect("open");
+        store
+            .enqueue(vec![
+                new_message("01A", "crm", "k1", 10),
+                new_message("01B", "crm", "k2", 10),
+            ])
+            .await
+            .expect("enqueue");
+        let claimed = store
+            .claim(20, want("crm", 2), "L".into(), lease_until)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 2);
+        (dir, store)
+    }
+
     /// Polls `call` once (which queues its job behind the held writer) and
     /// drops it: a caller that stopped waiting.
     async fn give_up<F: std::future::Future>(call: F) {
@@ -1408,20 +1429,7 @@ mod tests {
     /// runs out.
     #[tokio::test]
     async fn a_lease_ends_with_its_record_or_release_even_if_the_caller_left() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = SqliteStore::open(&dir.path().join("x.db")).expect("open");
-        store
-            .enqueue(vec![
-                new_message("01A", "crm", "k1", 10),
-                new_message("01B", "crm", "k2", 10),
-            ])
-            .await
-            .expect("enqueue");
-        let claimed = store
-            .claim(20, want("crm", 2), "L".into(), 1_000_000)
-            .await
-            .expect("claim");
-        assert_eq!(claimed.len(), 2);
+        let (_dir, store) = two_claimed(1_000_000).await;
         let (gate, _held) = writer::tests::hold(&store.writer);
         give_up(store.record(
             "01A".into(),
@@ -1457,21 +1465,8 @@ mod tests {
     /// record does not look at; `total_attempts` too for 01B.)
     #[tokio::test]
     async fn a_record_numbers_its_attempt_from_its_claim_unless_the_row_moved() {
-        let dir = tempfile::tempdir().expect("dir");
+        let (dir, store) = two_claimed(1_000).await;
         let path = dir.path().join("x.db");
-        let store = SqliteStore::open(&path).expect("open");
-        store
-            .enqueue(vec![
-                new_message("01A", "crm", "k1", 10),
-                new_message("01B", "crm", "k2", 10),
-            ])
-            .await
-            .expect("enqueue");
-        let claimed = store
-            .claim(20, want("crm", 2), "L".into(), 1_000)
-            .await
-            .expect("claim");
-        assert_eq!(claimed.len(), 2);
         let side = connect(&path).expect("open");
         side.execute_batch(
             "UPDATE messages SET attempts = 7; \
