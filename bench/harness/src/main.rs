@@ -625,7 +625,7 @@ async fn main() -> Result<()> {
         let insert = fill(&store, n, 0, now_ms()).await?;
         // The ceiling again, right before the drain: on a shared machine the
         // one measured at the start may be minutes and a different speed away.
-        let (near, _) = raw_client(&ok.url(), c, s).await?;
+        let (near, near_cpu) = raw_client(&ok.url(), c, s).await?;
         let busy0 = store.writer_busy_seconds();
         let (commits0, jobs0) = store.commit_counts();
         let threads0 = cpu_by_thread();
@@ -640,9 +640,13 @@ async fn main() -> Result<()> {
             "sqlite",
             format!("{rate:.0} msg/s"),
             format!(
-                "{:.2} of the client ceiling just before it ({near:.0} req/s; {:.2} of the first); {cpu:.1} µs CPU/msg ({split}); {per_commit:.0} writes per commit; writer busy {:.0}%; stored at {insert:.0} msg/s",
+                "{:.2} of the client ceiling just before it ({near:.0} req/s; {:.2} of the first); {cpu:.1} µs CPU/msg ({split}); {:.2} cores busy (the ceiling {:.2}); {per_commit:.0} writes per commit; writer busy {:.0}%; stored at {insert:.0} msg/s",
                 rate / near,
                 rate / raw,
+                // What the drain keeps busy, against what the bare client
+                // did: a drain that waits (a stalled writer) shows here.
+                rate * cpu / 1e6,
+                near * near_cpu / 1e6,
                 busy * 100.0
             ),
         );
