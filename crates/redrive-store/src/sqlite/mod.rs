@@ -374,132 +374,6 @@ impl SqliteStore {
         let _ = self.writer.send(job);
     }
 
-    /// [`Store::record`]'s work, its outcome handed to `then` on the writer
-    /// thread. The lease ends there too, as the commit's answer comes, not
-    /// in the caller after it: a caller that stopped waiting leaves no lease
-    /// behind.
-    fn record_then(
-        &self,
-        id: String,
-        lease: String,
-        attempt: AttemptRecord,
-        next: NextState,
-        now: i64,
-        then: impl FnOnce(Result<bool, StoreError>) + Send + 'static,
-    ) {
-        let leases = Arc::clone(&self.leases);
-        let fence = Arc::clone(&self.leases);
-        let ended = (id.clone(), lease.clone());
-        let due_next = match &next {
-            NextState::Retry { at } => DueNext::At(*at),
-            NextState::Delivered | NextState::Parked { .. } => DueNext::Gone,
-        };
-        self.write_counted_then(
-            Durability::Written,
-            move |conn, delta| {
-                // The fence: only the lease's holder records, once. The lease
-                // ends once the record is committed (below): until then the
-                // message stays leased, so no claim takes it.
-                let Some((rowid, destination, known)) = lock(&fence)
-                    .spend(&id, &lease)
-                    .map(|s| (s.rowid, s.destination.to_owned(), s.counters))
-                else {
-                    return Ok((false, false));
-                };
-                let (state, reason, next_at) = match &next {
-                    NextState::Delivered => ("delivered", None, None),
-                    NextState::Retry { at } => ("pending", None, Some(*at)),
-                    NextState::Parked { reason } => ("parked", Some(reason.as_str()), None),
-                };
-                // No RETURNING (see `enqueue`): the update, and the counters
-                // it wrote are the claim's plus one (see `Counters`), or read
-                // back from the row. (Not an INSERT ... SELECT of them: SQLite
-                // gives a statement that may insert several rows a statement
-                // journal, a copy of every page it touches.)
-                let update = |known_total: Option<u32>| {
-                    conn.held(RECORD_UPDATE, |s| {
-                        s.execute(params![
-                            state,
-                            reason,
-                            attempt.class,
-                            next_at,
-                            now,
-                            rowid,
-                            id,
-                            known_total
-                        ])
-                    })
-                    .map_err(db)
-                };
-                let (total, cycle, in_cycle) = known;
-                let counters: Option<(u32, u32, u32)> = if update(Some(total))? == 1 {
-                    Some((total.saturating_add(1), cycle, in_cycle.saturating_add(1)))
-                } else if update(None)? == 1 {
-                    // The counters moved since the claim read them (a record
-                    // of an expired lease committed since): read back.
-                    conn.held(RECORD_COUNTERS, |s| {
-                        s.query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                            .optional()
-                    })
-                    .map_err(db)?
-                } else {
-                    // Fenced off: the message is no longer pending.
-                    None
-                };
-                let Some((n, cycle, in_cycle)) = counters else {
-                    return Ok((false, true));
-                };
-                match &next {
-                    NextState::Delivered => {
-                        delta.moved(&destination, MessageState::Pending, MessageState::Delivered)
-                    }
-                    NextState::Parked { .. } => {
-                        delta.moved(&destination, MessageState::Pending, MessageState::Parked)
-                    }
-                    NextState::Retry { .. } => {}
-                }
-                conn.held(RECORD_ATTEMPT, |s| {
-                    s.execute(params![
-                        id,
-                        n,
-                        cycle,
-                        in_cycle,
-                        attempt.started_at,
-                        attempt.latency_ms as i64,
-                        attempt.status,
-                        attempt.transport,
-                        attempt.class,
-                        attempt.decision,
-                        attempt.reason,
-                        attempt.delay_ms.map(|d| d as i64),
-                        attempt.response_excerpt,
-                        attempt.detail,
-                        attempt.link_identities
-                    ])
-                })
-                .map_err(db)?;
-                Ok((true, true))
-            },
-            move |outcome| {
-                let recorded = match outcome {
-                    Ok((recorded, spent)) => {
-                        if spent {
-                            let next = if recorded { due_next } else { DueNext::Gone };
-                            lock(&leases).end(ended.0, ended.1, next);
-                        }
-                        Ok(recorded)
-                    }
-                    // Rolled back: the message is pending again, and due at once.
-                    Err(e) => {
-                        lock(&leases).end(ended.0, ended.1, DueNext::Unknown);
-                        Err(e)
-                    }
-                };
-                then(recorded);
-            },
-        );
-    }
-
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -1015,10 +889,121 @@ impl Store for SqliteStore {
         next: NextState,
         now: i64,
     ) -> Result<bool, StoreError> {
+        // The lease ends in the writer's answer, as the commit's answer
+        // comes, not here after the await: a caller that stopped waiting
+        // leaves no lease behind.
         let (tx, rx) = oneshot::channel();
-        self.record_then(id, lease, attempt, next, now, move |recorded| {
-            let _ = tx.send(recorded);
-        });
+        let leases = Arc::clone(&self.leases);
+        let fence = Arc::clone(&self.leases);
+        let ended = (id.clone(), lease.clone());
+        let due_next = match &next {
+            NextState::Retry { at } => DueNext::At(*at),
+            NextState::Delivered | NextState::Parked { .. } => DueNext::Gone,
+        };
+        self.write_counted_then(
+            Durability::Written,
+            move |conn, delta| {
+                // The fence: only the lease's holder records, once. The lease
+                // ends once the record is committed (below): until then the
+                // message stays leased, so no claim takes it.
+                let Some((rowid, destination, known)) = lock(&fence)
+                    .spend(&id, &lease)
+                    .map(|s| (s.rowid, s.destination.to_owned(), s.counters))
+                else {
+                    return Ok((false, false));
+                };
+                let (state, reason, next_at) = match &next {
+                    NextState::Delivered => ("delivered", None, None),
+                    NextState::Retry { at } => ("pending", None, Some(*at)),
+                    NextState::Parked { reason } => ("parked", Some(reason.as_str()), None),
+                };
+                // No RETURNING (see `enqueue`): the update, and the counters
+                // it wrote are the claim's plus one (see `Counters`), or read
+                // back from the row. (Not an INSERT ... SELECT of them: SQLite
+                // gives a statement that may insert several rows a statement
+                // journal, a copy of every page it touches.)
+                let update = |known_total: Option<u32>| {
+                    conn.held(RECORD_UPDATE, |s| {
+                        s.execute(params![
+                            state,
+                            reason,
+                            attempt.class,
+                            next_at,
+                            now,
+                            rowid,
+                            id,
+                            known_total
+                        ])
+                    })
+                    .map_err(db)
+                };
+                let (total, cycle, in_cycle) = known;
+                let counters: Option<(u32, u32, u32)> = if update(Some(total))? == 1 {
+                    Some((total.saturating_add(1), cycle, in_cycle.saturating_add(1)))
+                } else if update(None)? == 1 {
+                    // The counters moved since the claim read them (a record
+                    // of an expired lease committed since): read back.
+                    conn.held(RECORD_COUNTERS, |s| {
+                        s.query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                            .optional()
+                    })
+                    .map_err(db)?
+                } else {
+                    // Fenced off: the message is no longer pending.
+                    None
+                };
+                let Some((n, cycle, in_cycle)) = counters else {
+                    return Ok((false, true));
+                };
+                match &next {
+                    NextState::Delivered => {
+                        delta.moved(&destination, MessageState::Pending, MessageState::Delivered)
+                    }
+                    NextState::Parked { .. } => {
+                        delta.moved(&destination, MessageState::Pending, MessageState::Parked)
+                    }
+                    NextState::Retry { .. } => {}
+                }
+                conn.held(RECORD_ATTEMPT, |s| {
+                    s.execute(params![
+                        id,
+                        n,
+                        cycle,
+                        in_cycle,
+                        attempt.started_at,
+                        attempt.latency_ms as i64,
+                        attempt.status,
+                        attempt.transport,
+                        attempt.class,
+                        attempt.decision,
+                        attempt.reason,
+                        attempt.delay_ms.map(|d| d as i64),
+                        attempt.response_excerpt,
+                        attempt.detail,
+                        attempt.link_identities
+                    ])
+                })
+                .map_err(db)?;
+                Ok((true, true))
+            },
+            move |outcome| {
+                let recorded = match outcome {
+                    Ok((recorded, spent)) => {
+                        if spent {
+                            let next = if recorded { due_next } else { DueNext::Gone };
+                            lock(&leases).end(ended.0, ended.1, next);
+                        }
+                        Ok(recorded)
+                    }
+                    // Rolled back: the message is pending again, and due at once.
+                    Err(e) => {
+                        lock(&leases).end(ended.0, ended.1, DueNext::Unknown);
+                        Err(e)
+                    }
+                };
+                let _ = tx.send(recorded);
+            },
+        );
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
