@@ -15,7 +15,7 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use metrics_exporter_prometheus::PrometheusHandle;
 use redrive_engine::Engine;
-use redrive_store::{Enqueued, Filter, MessageState, NewMessage, Store};
+use redrive_store::{Cursor, Enqueued, Filter, ListOrder, MessageState, NewMessage, Store};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -437,13 +437,22 @@ async fn list<S: Store>(
         q.since.as_deref(),
         state.engine.now_ms(),
     )?;
-    let page = state.engine.store().list(filter, q.cursor, limit).await?;
+    let cursor = q
+        .cursor
+        .as_deref()
+        .map(|c| Cursor::parse(c, ListOrder::of(&filter)))
+        .transpose()
+        .map_err(|e| Problem::bad_request(e.to_string()))?;
+    let page = state.engine.store().list(filter, cursor, limit).await?;
     let messages: Vec<MessageView> = page
         .messages
         .iter()
         .map(|m| MessageView::new(m, None))
         .collect();
-    Ok(Json(json!({ "messages": messages, "next_cursor": page.next })).into_response())
+    Ok(
+        Json(json!({ "messages": messages, "next_cursor": page.next.map(|c| c.to_string()) }))
+            .into_response(),
+    )
 }
 
 async fn show<S: Store>(

@@ -331,6 +331,24 @@ async fn bad_input_gets_a_problem_and_leaves_the_store_untouched() {
         .await;
     assert_eq!(st, 400);
     is_problem(&headers, &problem, 400);
+    // Pending messages are listed by due time: an id alone (the cursor of a
+    // listing by id) does not say where to resume.
+    let (st, headers, problem) = s
+        .call(
+            "GET",
+            "/v1/messages?state=pending&cursor=01JABC",
+            Some(TOKEN),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(st, 400);
+    is_problem(&headers, &problem, 400);
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("`01JABC`") && detail.contains("pending messages"),
+        "{problem}"
+    );
     let (st, _, problem) = s
         .call("GET", "/v1/messages/nope", Some(TOKEN), &[], "")
         .await;

@@ -738,6 +738,121 @@ pub async fn list_a_state_across_destinations<S: Store>(s: S) {
     assert_eq!(taken, parked[..3]);
 }
 
+/// Pending messages are listed by when they are due and delivered ones by
+/// when they were delivered (ties by id), across destinations or for one,
+/// in pages of any size resumed by the cursor; discarded ones by id. The
+/// retention purge then takes the old delivered messages of every
+/// destination and the old discarded ones.
+pub async fn list_each_state_in_its_order<S: Store>(s: S) {
+    let dest = |i: usize| if i.is_multiple_of(2) { "crm" } else { "erp" };
+    for i in 0..9usize {
+        enqueue_one(
+            &s,
+            new_message(&format!("01T{i}"), dest(i), &format!("kt{i}"), i as i64),
+        )
+        .await;
+    }
+    let claimed = s
+        .claim(
+            10,
+            vec![("crm".into(), 5), ("erp".into(), 4)],
+            "L".into(),
+            1_000,
+        )
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 9);
+    // Due again in the reverse of id order; delivered likewise, two at once.
+    for (i, next, now) in [
+        (0, NextState::Retry { at: 100 }, 20),
+        (1, NextState::Retry { at: 90 }, 20),
+        (2, NextState::Retry { at: 80 }, 20),
+        (3, NextState::Retry { at: 70 }, 20),
+        (4, NextState::Delivered, 196),
+        (5, NextState::Delivered, 195),
+        (6, NextState::Delivered, 193),
+        (7, NextState::Delivered, 193),
+        (
+            8,
+            NextState::Parked {
+                reason: "exhausted".into(),
+            },
+            30,
+        ),
+    ] {
+        assert!(s
+            .record(
+                format!("01T{i}"),
+                "L".into(),
+                failed("server", "x", "y"),
+                next,
+                now
+            )
+            .await
+            .expect("record"));
+    }
+    assert_eq!(
+        s.discard(vec!["01T8".into()], 150).await.expect("discard"),
+        ["01T8"]
+    );
+    let filter = |state, destination: Option<&str>| Filter {
+        state: Some(state),
+        destination: destination.map(str::to_owned),
+        ..Filter::default()
+    };
+    let ids = |v: &[&str]| v.iter().map(|i| format!("01T{i}")).collect::<Vec<_>>();
+    for (f, expected) in [
+        (
+            filter(MessageState::Pending, None),
+            ids(&["3", "2", "1", "0"]),
+        ),
+        (filter(MessageState::Pending, Some("crm")), ids(&["2", "0"])),
+        (
+            filter(MessageState::Delivered, None),
+            ids(&["6", "7", "5", "4"]),
+        ),
+        (
+            filter(MessageState::Delivered, Some("erp")),
+            ids(&["7", "5"]),
+        ),
+        (
+            Filter {
+                since: Some(195),
+                ..filter(MessageState::Delivered, None)
+            },
+            ids(&["5", "4"]),
+        ),
+        (filter(MessageState::Discarded, None), ids(&["8"])),
+    ] {
+        for size in [1, 2, 3, 10] {
+            let mut seen = Vec::new();
+            let mut cursor = None;
+            loop {
+                let page = s.list(f.clone(), cursor, size).await.expect("list");
+                assert!(page.messages.len() <= size, "{f:?}");
+                seen.extend(page.messages.iter().map(|m| m.id.clone()));
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+            assert_eq!(seen, expected, "{f:?}, pages of {size}");
+        }
+    }
+    // Before 195: the two delivered at 193 (one per destination) and the
+    // message discarded at 150; never a pending one.
+    assert_eq!(s.purge(195).await.expect("purge"), 3);
+    let left = s
+        .list(Filter::default(), None, 100)
+        .await
+        .expect("list")
+        .messages
+        .iter()
+        .map(|m| m.id.clone())
+        .collect::<Vec<_>>();
+    assert_eq!(left, ids(&["0", "1", "2", "3", "4", "5"]));
+}
+
 /// Retention deletes old delivered and discarded messages, never parked or
 /// pending ones.
 pub async fn purge_keeps_parked_and_pending<S: Store>(s: S) {
@@ -850,6 +965,7 @@ macro_rules! conformance_tests {
             release_spends_no_attempt,
             list_pages_and_filters,
             list_a_state_across_destinations,
+            list_each_state_in_its_order,
             purge_keeps_parked_and_pending,
             stats_and_report
         );

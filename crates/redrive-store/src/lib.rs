@@ -12,12 +12,14 @@
 use std::future::Future;
 
 pub mod conformance;
+pub mod listing;
 pub mod model;
 pub mod postgres;
 mod schema;
 pub mod sqlite;
 pub mod testdb;
 
+pub use listing::{BadCursor, Cursor, ListOrder};
 pub use model::{
     AttemptRecord, Claimed, Enqueued, Filter, Message, MessageState, NewMessage, NextState, Page,
     ReportRow, Stats,
@@ -100,11 +102,12 @@ pub trait Store: Clone + Send + Sync + 'static {
         id: String,
     ) -> impl Future<Output = Result<Option<(Message, Vec<AttemptRecord>)>, StoreError>> + Send;
 
-    /// Messages matching `filter`, by id, after `cursor`.
+    /// Messages matching `filter` after `cursor`, in the order its state is
+    /// listed in ([`ListOrder::of`]).
     fn list(
         &self,
         filter: Filter,
-        cursor: Option<String>,
+        cursor: Option<Cursor>,
         limit: usize,
     ) -> impl Future<Output = Result<Page, StoreError>> + Send;
 

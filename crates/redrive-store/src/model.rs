@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::listing::Cursor;
+
 /// A message's state. Transitions are listed in ARCHITECTURE.md and performed
 /// only by the store's methods named after them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -234,13 +236,14 @@ pub struct Filter {
     pub since: Option<i64>,
 }
 
-/// A page of messages, oldest first; `next` is the cursor for the next page.
+/// A page of messages in the listing's order (`ListOrder`); `next` is the
+/// cursor for the next page.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page {
     /// The messages.
     pub messages: Vec<Message>,
     /// Pass this as the cursor to get the next page; `None` at the end.
-    pub next: Option<String>,
+    pub next: Option<Cursor>,
 }
 
 /// Counts for metrics and the overview.

@@ -26,3 +26,17 @@ DROP INDEX messages_due;
 DROP INDEX messages_by_update;
 CREATE INDEX messages_finished ON messages (updated_at) WHERE state IN ('delivered', 'discarded');
 ";
+
+/// Migration 5. Each state is listed in the order of an index it needs
+/// anyway (see `listing`): the index of every message by state and id, which
+/// each delivery changed twice, gives way to small ones. Delivered messages
+/// by destination and delivery time serve their listing and the retention
+/// purge (one destination at a time); parked and discarded messages, few and
+/// waiting for a person, keep an index by destination and id.
+pub const LISTS_BY_STATE_ORDER: &str = "
+DROP INDEX messages_by_state;
+DROP INDEX messages_finished;
+CREATE INDEX messages_delivered ON messages (destination, updated_at, id) WHERE state = 'delivered';
+CREATE INDEX messages_parked ON messages (destination, id) WHERE state = 'parked';
+CREATE INDEX messages_discarded ON messages (destination, id) WHERE state = 'discarded';
+";

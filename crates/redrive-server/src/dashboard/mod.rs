@@ -15,7 +15,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use http::{header, HeaderMap, StatusCode};
-use redrive_store::{Filter, MessageState, Store};
+use redrive_store::{Cursor, Filter, ListOrder, MessageState, Store};
 use serde::Deserialize;
 
 use crate::api::AppState;
@@ -404,12 +404,9 @@ async fn inbox<S: Store>(
         reason: reason.clone(),
         since: since_at,
     };
-    let page_result = match state
-        .engine
-        .store()
-        .list(filter, non_empty(&qy.cursor), PAGE_SIZE)
-        .await
-    {
+    // Parked messages are listed by id: any id resumes the listing.
+    let cursor = non_empty(&qy.cursor).and_then(|c| Cursor::parse(&c, ListOrder::of(&filter)).ok());
+    let page_result = match state.engine.store().list(filter, cursor, PAGE_SIZE).await {
         Ok(p) => p,
         Err(e) => return store_error(e),
     };
@@ -486,7 +483,7 @@ async fn inbox<S: Store>(
             body.push_str(&format!(
                 "<p><a id=\"next-page\" href=\"/parked?{}&cursor={}\">Next page →</a></p>",
                 esc(&filter_query),
-                q(next)
+                q(&next.to_string())
             ));
         }
     }

@@ -20,6 +20,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::listing::{Cursor, ListOrder};
 use crate::model::{
     AttemptRecord, Claimed, Enqueued, Filter, Message, MessageState, NewMessage, NextState, Page,
     ReportRow, Stats,
@@ -100,6 +101,7 @@ CREATE INDEX attempts_by_start ON attempts (started_at);
     crate::schema::DUE_IN_CLAIM_ORDER,
     crate::schema::DUE_BY_DESTINATION,
     crate::schema::FEWER_INDEXES,
+    crate::schema::LISTS_BY_STATE_ORDER,
 ];
 
 /// Each destination with pending messages, in name order, found by a skip
@@ -174,6 +176,8 @@ macro_rules! columns {
     };
 }
 const COLUMNS: &str = columns!();
+/// How many columns `COLUMNS` names: a column selected after them is this one.
+const COLUMN_COUNT: usize = 20;
 /// Where `id`, `next_attempt_at` and the row's rowid are in a row of
 /// `DUE_ENTRIES_AFTER` (the columns, then the rowid).
 const DUE_ID: usize = 0;
@@ -225,6 +229,66 @@ fn db(e: rusqlite::Error) -> StoreError {
 }
 
 impl SqliteStore {
+    /// Deletes up to 5,000 messages finished before `before`: `destination`'s
+    /// delivered ones, or with `None` discarded ones; returns how many.
+    async fn purge_slice(
+        &self,
+        before: i64,
+        destination: Option<String>,
+    ) -> Result<u64, StoreError> {
+        self.write_counted(Durability::Written, move |conn, delta| {
+            // The slice counted, then its attempts and itself deleted: the
+            // same statement reads the same rows each time in one
+            // transaction.
+            let (slice, values) = match &destination {
+                Some(d) => (
+                    "SELECT id FROM messages INDEXED BY messages_delivered \
+                     WHERE state = 'delivered' AND destination = ?2 AND updated_at < ?1 LIMIT 5000",
+                    vec![
+                        rusqlite::types::Value::Integer(before),
+                        rusqlite::types::Value::Text(d.clone()),
+                    ],
+                ),
+                None => (
+                    "SELECT id FROM messages INDEXED BY messages_discarded \
+                     WHERE state = 'discarded' AND updated_at < ?1 LIMIT 5000",
+                    vec![rusqlite::types::Value::Integer(before)],
+                ),
+            };
+            let params = || rusqlite::params_from_iter(values.iter());
+            let mut counted = conn
+                .prepare_cached(&format!(
+                    "SELECT destination, state, COUNT(*) FROM messages WHERE id IN ({slice}) \
+                     GROUP BY destination, state"
+                ))
+                .map_err(db)?;
+            let mut rows = counted.query(params()).map_err(db)?;
+            while let Some(row) = rows.next().map_err(db)? {
+                let destination: String = row.get(0).map_err(db)?;
+                let state: String = row.get(1).map_err(db)?;
+                let n: i64 = row.get(2).map_err(db)?;
+                if let Some(state) = MessageState::parse(&state) {
+                    delta.remove(&destination, state, n.max(0) as u64);
+                }
+            }
+            drop(rows);
+            // The attempts first (foreign keys are not enforced, so no
+            // cascade), while the slice still finds their messages.
+            conn.prepare_cached(&format!(
+                "DELETE FROM attempts WHERE message_id IN ({slice})"
+            ))
+            .map_err(db)?
+            .execute(params())
+            .map_err(db)?;
+            conn.prepare_cached(&format!("DELETE FROM messages WHERE id IN ({slice})"))
+                .map_err(db)?
+                .execute(params())
+                .map_err(db)
+        })
+        .await
+        .map(|n| n as u64)
+    }
+
     /// Opens (creating if needed) the database at `path`, runs pending
     /// migrations and starts the worker threads.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
@@ -514,13 +578,23 @@ fn filter_sql(f: &Filter, params: &mut Vec<rusqlite::types::Value>) -> String {
     use rusqlite::types::Value;
     let mut sql = String::new();
     if let Some(s) = f.state {
-        sql.push_str(" AND state = ?");
-        params.push(Value::Text(s.as_str().to_owned()));
+        // A literal, not a parameter: SQLite uses a partial index (each
+        // state's own, see `listing`) only for a query that names its state.
+        sql.push_str(&format!(" AND state = '{}'", s.as_str()));
     }
     if let Some(d) = &f.destination {
         sql.push_str(" AND destination = ?");
         params.push(Value::Text(d.clone()));
     }
+    sql.push_str(&narrowing_sql(f, params));
+    sql
+}
+
+/// `AND ...` clauses for the parts of a filter beyond its state and
+/// destination.
+fn narrowing_sql(f: &Filter, params: &mut Vec<rusqlite::types::Value>) -> String {
+    use rusqlite::types::Value;
+    let mut sql = String::new();
     if let Some(c) = &f.class {
         sql.push_str(" AND last_class = ?");
         params.push(Value::Text(c.clone()));
@@ -536,14 +610,40 @@ fn filter_sql(f: &Filter, params: &mut Vec<rusqlite::types::Value>) -> String {
     sql
 }
 
-/// Each destination holding messages in state `?1`, in name order, by a
-/// skip scan of the index by state: one probe per destination.
-const DESTINATIONS_IN_STATE: &str = "WITH RECURSIVE d(name) AS ( \
-       SELECT MIN(destination) FROM messages WHERE state = ?1 \
-       UNION ALL \
-       SELECT (SELECT MIN(destination) FROM messages WHERE state = ?1 AND destination > d.name) \
-       FROM d WHERE d.name IS NOT NULL) \
-     SELECT name FROM d WHERE name IS NOT NULL";
+/// Each destination holding messages in `state`, in name order, by a skip
+/// scan of the state's index (`index`): one probe per destination.
+fn destinations_in(state: MessageState, index: &str) -> String {
+    let state = state.as_str();
+    format!(
+        "WITH RECURSIVE d(name) AS ( \
+           SELECT MIN(destination) FROM messages INDEXED BY {index} WHERE state = '{state}' \
+           UNION ALL \
+           SELECT (SELECT MIN(destination) FROM messages INDEXED BY {index} \
+                   WHERE state = '{state}' AND destination > d.name) \
+           FROM d WHERE d.name IS NOT NULL) \
+         SELECT name FROM d WHERE name IS NOT NULL"
+    )
+}
+
+/// The index that holds the messages in `state` by destination.
+fn index_of(state: MessageState) -> &'static str {
+    match state {
+        MessageState::Pending => "messages_due_by_destination",
+        MessageState::Delivered => "messages_delivered",
+        MessageState::Parked => "messages_parked",
+        MessageState::Discarded => "messages_discarded",
+    }
+}
+
+/// The destinations holding messages in `state`.
+fn destinations_holding(conn: &Connection, state: MessageState) -> Result<Vec<String>, StoreError> {
+    conn.prepare_cached(&destinations_in(state, index_of(state)))
+        .map_err(db)?
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(db)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db)
+}
 
 /// The first `limit` messages `filter` matches after `cursor`, in id order,
 /// each read by `read` from the columns `columns`.
@@ -565,13 +665,7 @@ fn in_id_order<T>(
     let (Some(state), None) = (filter.state, &filter.destination) else {
         return in_id_order_by_index(conn, columns, filter, cursor, limit, &read);
     };
-    let destinations = conn
-        .prepare_cached(DESTINATIONS_IN_STATE)
-        .map_err(db)?
-        .query_map([state.as_str()], |r| r.get::<_, String>(0))
-        .map_err(db)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(db)?;
+    let destinations = destinations_holding(conn, state)?;
     let mut rows = Vec::new();
     for destination in destinations {
         let one = Filter {
@@ -617,7 +711,15 @@ fn id_order_query(
     limit: usize,
 ) -> (String, Vec<rusqlite::types::Value>) {
     let mut values = Vec::new();
-    let mut sql = format!("SELECT {columns} FROM messages WHERE 1 = 1");
+    // Parked and discarded messages by their own index (destination, id);
+    // without a state, by id.
+    let index = match filter.state {
+        Some(s @ (MessageState::Parked | MessageState::Discarded)) => {
+            format!(" INDEXED BY {}", index_of(s))
+        }
+        _ => String::new(),
+    };
+    let mut sql = format!("SELECT {columns} FROM messages{index} WHERE 1 = 1");
     sql.push_str(&filter_sql(filter, &mut values));
     if let Some(c) = cursor {
         sql.push_str(" AND id > ?");
@@ -628,6 +730,84 @@ fn id_order_query(
         i64::try_from(limit).unwrap_or(i64::MAX),
     ));
     (sql, values)
+}
+
+/// The first `limit` messages `filter` matches after `cursor` in a listing
+/// by time (`order`: pending by due time, delivered by delivery time), each
+/// with its key.
+///
+/// Each destination's messages in the state are read in the order of the
+/// state's index (destination, time, id), `limit` at most from each, and
+/// the first `limit` of them all kept: no query sorts a state's messages.
+fn in_time_order(
+    conn: &Connection,
+    order: ListOrder,
+    filter: &Filter,
+    cursor: Option<&Cursor>,
+    limit: usize,
+) -> Result<Vec<(i64, Message)>, StoreError> {
+    let (state, sql, mut values) = time_order_query(order, filter, cursor, limit);
+    let destinations = match &filter.destination {
+        Some(d) => vec![d.clone()],
+        None => destinations_holding(conn, state)?,
+    };
+    let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
+    let mut rows: Vec<(i64, Message)> = Vec::new();
+    for destination in destinations {
+        values[0] = rusqlite::types::Value::Text(destination);
+        let page = stmt
+            .query_map(rusqlite::params_from_iter(values.iter()), |r| {
+                Ok((
+                    r.get::<_, Option<i64>>(COLUMN_COUNT)?.unwrap_or(i64::MIN),
+                    message_from_row(r)?,
+                ))
+            })
+            .map_err(db)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db)?;
+        rows.extend(page);
+        // The first `limit` so far, so that at most twice `limit` rows are
+        // held however many destinations there are.
+        rows.sort_by(|(a, x), (b, y)| (a, &x.id).cmp(&(b, &y.id)));
+        rows.truncate(limit);
+    }
+    Ok(rows)
+}
+
+/// One destination's query of [`in_time_order`] (the destination is the
+/// first value, to be set), its state and its values: `COLUMNS`, then the
+/// time.
+fn time_order_query(
+    order: ListOrder,
+    filter: &Filter,
+    cursor: Option<&Cursor>,
+    limit: usize,
+) -> (MessageState, String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let (state, time) = match order {
+        ListOrder::Due => (MessageState::Pending, "next_attempt_at"),
+        ListOrder::Delivered | ListOrder::Id => (MessageState::Delivered, "updated_at"),
+    };
+    let mut values = vec![Value::Null];
+    let mut sql = format!(
+        "SELECT {COLUMNS}, {time} FROM messages INDEXED BY {} \
+         WHERE state = '{}' AND destination = ?1",
+        index_of(state),
+        state.as_str()
+    );
+    sql.push_str(&narrowing_sql(filter, &mut values));
+    if let Some(c) = cursor {
+        let at = match c {
+            Cursor::At(at, _) => *at,
+            Cursor::Id(_) => i64::MIN,
+        };
+        sql.push_str(&format!(" AND ({time}, id) > (?, ?)"));
+        values.push(Value::Integer(at));
+        values.push(Value::Text(c.id().to_owned()));
+    }
+    sql.push_str(&format!(" ORDER BY {time}, id LIMIT ?"));
+    values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+    (state, sql, values)
 }
 
 fn redrive_ids(
@@ -1088,7 +1268,7 @@ impl Store for SqliteStore {
     async fn list(
         &self,
         filter: Filter,
-        cursor: Option<String>,
+        cursor: Option<Cursor>,
         limit: usize,
     ) -> Result<Page, StoreError> {
         let leases = Arc::clone(&self.leases);
@@ -1096,27 +1276,46 @@ impl Store for SqliteStore {
             // One snapshot for the page, which may take a query per
             // destination.
             let snapshot = conn.unchecked_transaction().map_err(db)?;
-            let mut messages = in_id_order(
-                &snapshot,
-                COLUMNS,
-                &filter,
-                cursor.as_deref(),
-                limit.saturating_add(1),
-                message_from_row,
-                |m| &m.id,
-            )?;
+            let order = ListOrder::of(&filter);
+            let mut keyed: Vec<(i64, Message)> = match order {
+                ListOrder::Id => in_id_order(
+                    &snapshot,
+                    COLUMNS,
+                    &filter,
+                    cursor.as_ref().map(Cursor::id),
+                    limit.saturating_add(1),
+                    message_from_row,
+                    |m| &m.id,
+                )?
+                .into_iter()
+                .map(|m| (0, m))
+                .collect(),
+                ListOrder::Due | ListOrder::Delivered => in_time_order(
+                    &snapshot,
+                    order,
+                    &filter,
+                    cursor.as_ref(),
+                    limit.saturating_add(1),
+                )?,
+            };
+            // The cursor from the stored key, before a lease shows its end
+            // as the due time.
+            let next = if keyed.len() > limit {
+                keyed.truncate(limit);
+                keyed.last().map(|(at, m)| match order {
+                    ListOrder::Id => Cursor::Id(m.id.clone()),
+                    ListOrder::Due | ListOrder::Delivered => Cursor::At(*at, m.id.clone()),
+                })
+            } else {
+                None
+            };
+            let mut messages: Vec<Message> = keyed.into_iter().map(|(_, m)| m).collect();
             {
                 let leases = lock(&leases);
                 for m in &mut messages {
                     leases.show(m);
                 }
             }
-            let next = if messages.len() > limit {
-                messages.truncate(limit);
-                messages.last().map(|m| m.id.clone())
-            } else {
-                None
-            };
             Ok(Page { messages, next })
         })
         .await
@@ -1176,51 +1375,24 @@ impl Store for SqliteStore {
     }
 
     async fn purge(&self, before: i64) -> Result<u64, StoreError> {
-        // In slices, so the writer is never held long.
+        // Delivered messages one destination at a time (their index is by
+        // destination, then delivery time), then the discarded ones (few:
+        // each was discarded by a person). In slices, so the writer is never
+        // held long.
+        let delivered = self
+            .read(|conn| destinations_holding(conn, MessageState::Delivered))
+            .await?;
         let mut total = 0;
-        loop {
-            let n = self
-                .write_counted(Durability::Written, move |conn, delta| {
-                    // The slice counted, then its attempts and itself
-                    // deleted: the same statement reads the same rows each
-                    // time in one transaction.
-                    let slice = "SELECT id FROM messages INDEXED BY messages_finished \
-                         WHERE state IN ('delivered', 'discarded') AND updated_at < ?1 LIMIT 5000";
-                    let mut counted = conn
-                        .prepare_cached(&format!(
-                            "SELECT destination, state, COUNT(*) FROM messages WHERE id IN ({slice}) \
-                             GROUP BY destination, state"
-                        ))
-                        .map_err(db)?;
-                    let mut rows = counted.query([before]).map_err(db)?;
-                    while let Some(row) = rows.next().map_err(db)? {
-                        let destination: String = row.get(0).map_err(db)?;
-                        let state: String = row.get(1).map_err(db)?;
-                        let n: i64 = row.get(2).map_err(db)?;
-                        if let Some(state) = MessageState::parse(&state) {
-                            delta.remove(&destination, state, n.max(0) as u64);
-                        }
-                    }
-                    drop(rows);
-                    // The attempts first (foreign keys are not enforced, so
-                    // no cascade), while the slice still finds their messages.
-                    conn.prepare_cached(&format!(
-                        "DELETE FROM attempts WHERE message_id IN ({slice})"
-                    ))
-                    .map_err(db)?
-                    .execute([before])
-                    .map_err(db)?;
-                    conn.prepare_cached(&format!("DELETE FROM messages WHERE id IN ({slice})"))
-                        .map_err(db)?
-                        .execute([before])
-                        .map_err(db)
-                })
-                .await? as u64;
-            total += n;
-            if n == 0 {
-                return Ok(total);
+        for slice in delivered.into_iter().map(Some).chain(std::iter::once(None)) {
+            loop {
+                let n = self.purge_slice(before, slice.clone()).await?;
+                total += n;
+                if n == 0 {
+                    break;
+                }
             }
         }
+        Ok(total)
     }
 
     async fn stats(&self, _now: i64) -> Result<Stats, StoreError> {
@@ -1508,11 +1680,13 @@ mod tests {
             .expect("record"));
     }
 
-    /// A state across destinations is read per destination, in the index's
-    /// order: no query sorts the state's messages (the conformance test
-    /// `list_a_state_across_destinations` checks the pages).
+    /// Each state is read per destination from its own index, in the
+    /// index's order: no query sorts a state's messages, a cursor is a range
+    /// of the index, and finding the destinations is a skip scan (the
+    /// conformance tests `list_a_state_across_destinations` and
+    /// `list_each_state_in_its_order` check the pages).
     #[tokio::test]
-    async fn a_state_alone_is_listed_in_id_order_without_a_sort() {
+    async fn each_state_is_listed_from_its_index_without_a_sort() {
         let dir = tempfile::tempdir().expect("dir");
         let store = SqliteStore::open(&dir.path().join("x.db")).expect("open");
         let names = ["crm", "erp", "billing"];
@@ -1520,10 +1694,6 @@ mod tests {
             .map(|i| new_message(&format!("01M{i:02}"), names[i % 3], &format!("k{i}"), 10))
             .collect();
         store.enqueue(batch).await.expect("enqueue");
-        let pending = Filter {
-            state: Some(MessageState::Pending),
-            ..Filter::default()
-        };
         let conn = connect(store.path()).expect("open");
         let plan = |sql: &str, values: Vec<rusqlite::types::Value>| -> String {
             conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
@@ -1536,38 +1706,48 @@ mod tests {
                 .expect("plan rows")
                 .join("; ")
         };
-        // The premise: a query of a state alone sorts the whole state.
-        let (state_only, values) = id_order_query("id", &pending, Some("01M03"), 3);
-        let alone = plan(&state_only, values);
-        assert!(alone.contains("TEMP B-TREE"), "{alone}");
-        // `in_id_order` never runs it (a cached statement that ran would
-        // count its sort), and each destination's query reads in order.
-        let ids = in_id_order(
-            &conn,
-            "id",
-            &pending,
-            Some("01M03"),
-            3,
-            |r| r.get::<_, String>(0),
-            |id| id,
-        )
-        .expect("in order");
-        assert_eq!(ids, ["01M04", "01M05", "01M06"]);
-        let sorts = conn
-            .prepare_cached(&state_only)
-            .expect("cached")
-            .get_status(rusqlite::StatementStatus::Sort);
-        assert_eq!(sorts, 0, "a query of the state alone ran");
-        let one = Filter {
+        let of = |state| Filter {
+            state: Some(state),
             destination: Some("crm".into()),
-            ..pending.clone()
+            class: Some("server".into()),
+            ..Filter::default()
         };
-        let (sql, values) = id_order_query("id", &one, Some("01M00"), 3);
-        let each = plan(&sql, values);
-        assert!(!each.contains("TEMP B-TREE"), "{each}");
-        assert!(each.contains("messages_by_state"), "{each}");
-        let skip = plan(DESTINATIONS_IN_STATE, vec!["parked".to_owned().into()]);
-        assert!(!skip.contains("SCAN messages"), "{skip}");
+        for state in [MessageState::Parked, MessageState::Discarded] {
+            let (sql, values) = id_order_query("id", &of(state), Some("01M00"), 3);
+            let each = plan(&sql, values);
+            assert!(!each.contains("TEMP B-TREE"), "{each}");
+            assert!(each.contains(index_of(state)), "{each}");
+            assert!(each.contains("id>?"), "{each}");
+        }
+        for (order, state, range) in [
+            (
+                ListOrder::Due,
+                MessageState::Pending,
+                "(next_attempt_at,id)>",
+            ),
+            (
+                ListOrder::Delivered,
+                MessageState::Delivered,
+                "(updated_at,id)>",
+            ),
+        ] {
+            let cursor = Cursor::At(10, "01M00".into());
+            let (_, sql, mut values) = time_order_query(order, &of(state), Some(&cursor), 3);
+            values[0] = "crm".to_owned().into();
+            let each = plan(&sql, values);
+            assert!(!each.contains("TEMP B-TREE"), "{each}");
+            assert!(each.contains(index_of(state)), "{each}");
+            assert!(each.contains(range), "{each}");
+        }
+        for state in [
+            MessageState::Pending,
+            MessageState::Delivered,
+            MessageState::Parked,
+            MessageState::Discarded,
+        ] {
+            let skip = plan(&destinations_in(state, index_of(state)), Vec::new());
+            assert!(!skip.contains("SCAN messages"), "{skip}");
+        }
     }
 
     fn page_size(path: &Path) -> i64 {

@@ -57,7 +57,8 @@ impl Filters {
 /// `redrive messages ...`
 #[derive(clap::Subcommand, Debug)]
 pub enum MessagesCommand {
-    /// List messages, oldest first.
+    /// List messages: pending ones by due time, delivered ones by delivery
+    /// time, the others by id; oldest first.
     List {
         /// Only this state: pending, delivered, parked, discarded.
         #[arg(long, value_name = "S")]
