@@ -103,6 +103,43 @@ fn cpu_seconds() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// CPU seconds the whole machine spent working (user, system, interrupts;
+/// not idle, I/O wait or stolen), every process and kernel thread included:
+/// the kernel's writeback and journal threads do a durable store's I/O
+/// outside this process.
+fn machine_busy_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    // user nice system idle iowait irq softirq steal (guest is in user).
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    let at = |i: usize| ticks.get(i).copied().unwrap_or(0.0);
+    (at(0) + at(1) + at(2) + at(5) + at(6)) / 100.0
+}
+
+/// The text after `key` on the line of `/proc` file `path` that starts
+/// with it (`write_bytes:` of `/proc/self/io`, say), trimmed.
+fn proc_field(path: &str, key: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_owned()))
+}
+
+/// Bytes this process has caused to be written to storage so far.
+fn written_bytes() -> u64 {
+    proc_field("/proc/self/io", "write_bytes:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// CPU seconds (user + system) of this process's threads, summed by thread
 /// name: where a phase's CPU went (the runtime's workers, the SQLite writer,
 /// the claimer, ...).
@@ -156,14 +193,8 @@ fn cpu_split(
 
 /// Peak resident memory of this process, in MiB.
 fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
+    proc_field("/proc/self/status", "VmHWM:")
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
@@ -197,7 +228,9 @@ fn message(i: usize, at: i64) -> NewMessage {
 
 /// Requests per second of the engine's HTTP client alone against the sink,
 /// and the process's CPU time per request in µs (the sink's share included).
-async fn raw_client(url: &str, concurrency: usize, seconds: u64) -> Result<(f64, f64)> {
+/// The bare client's requests per second, and its CPU per request in µs:
+/// this process's, and the whole machine's.
+async fn raw_client(url: &str, concurrency: usize, seconds: u64) -> Result<(f64, f64, f64)> {
     let client = HttpClient::new(ClientConfig::default())?;
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -229,16 +262,17 @@ async fn raw_client(url: &str, concurrency: usize, seconds: u64) -> Result<(f64,
         })
         .collect();
     let start = Instant::now();
-    let cpu0 = cpu_seconds();
+    let (cpu0, machine0) = (cpu_seconds(), machine_busy_seconds());
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
     let n = done.load(Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
     let cpu_us = (cpu_seconds() - cpu0) * 1e6 / n.max(1) as f64;
+    let machine_us = (machine_busy_seconds() - machine0) * 1e6 / n.max(1) as f64;
     for t in tasks {
         let _ = t.await;
     }
-    Ok((n as f64 / elapsed, cpu_us))
+    Ok((n as f64 / elapsed, cpu_us, machine_us))
 }
 
 /// What `wrk --latency` printed: requests/s, p50 and p99 in ms, and the
@@ -601,7 +635,7 @@ async fn main() -> Result<()> {
     };
     let ok = sink(200).await?;
 
-    let (raw, raw_cpu) = raw_client(&ok.url(), c, s).await?;
+    let (raw, raw_cpu, _) = raw_client(&ok.url(), c, s).await?;
     row(
         "raw ceiling: engine's HTTP client",
         "-",
@@ -625,12 +659,15 @@ async fn main() -> Result<()> {
         let insert = fill(&store, n, 0, now_ms()).await?;
         // The ceiling again, right before the drain: on a shared machine the
         // one measured at the start may be minutes and a different speed away.
-        let (near, near_cpu) = raw_client(&ok.url(), c, s).await?;
+        let (near, near_cpu, near_machine) = raw_client(&ok.url(), c, s).await?;
         let busy0 = store.writer_busy_seconds();
         let (commits0, jobs0) = store.commit_counts();
         let threads0 = cpu_by_thread();
+        let (machine0, written0) = (machine_busy_seconds(), written_bytes());
         let (rate, cpu) = drain(store.clone(), &ok, n, c).await?;
         let split = cpu_split(&threads0, &cpu_by_thread(), n);
+        let machine = (machine_busy_seconds() - machine0) * 1e6 / n as f64;
+        let written = (written_bytes() - written0) as f64 / 1024.0 / n as f64;
         // Of the drain's wall time, the writer's share spent on groups.
         let busy = (store.writer_busy_seconds() - busy0) / (n as f64 / rate);
         let (commits, jobs) = store.commit_counts();
@@ -640,7 +677,7 @@ async fn main() -> Result<()> {
             "sqlite",
             format!("{rate:.0} msg/s"),
             format!(
-                "{:.2} of the client ceiling just before it ({near:.0} req/s; {:.2} of the first); {cpu:.1} µs CPU/msg ({split}); {:.2} cores busy (the ceiling {:.2}); {per_commit:.0} writes per commit; writer busy {:.0}%; stored at {insert:.0} msg/s",
+                "{:.2} of the client ceiling just before it ({near:.0} req/s; {:.2} of the first); {cpu:.1} µs CPU/msg ({split}); {:.2} cores busy (the ceiling {:.2}); the machine {machine:.1} µs CPU/msg (the ceiling {near_machine:.1} per request); {written:.1} KiB written/msg; {per_commit:.0} writes per commit; writer busy {:.0}%; stored at {insert:.0} msg/s",
                 rate / near,
                 rate / raw,
                 // What the drain keeps busy, against what the bare client
@@ -734,7 +771,7 @@ async fn main() -> Result<()> {
             if let Some(db) = redrive_store::testdb::TestDatabase::create("bench drain").await {
                 let store = db.store().await;
                 let insert = fill(&store, n, 0, now_ms()).await?;
-                let (near, _) = raw_client(&ok.url(), c, s).await?;
+                let (near, _, _) = raw_client(&ok.url(), c, s).await?;
                 let (rate, cpu) = drain(store, &ok, n, c).await?;
                 row(
                     &format!("drain {n}"),
