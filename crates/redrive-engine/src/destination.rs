@@ -2,6 +2,7 @@
 //! and limits. Built from configuration by the server; used by the workers.
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Uri};
 use redrive_core::Policy;
@@ -106,8 +107,9 @@ pub struct DestinationRuntime {
     pub in_flight: Arc<Semaphore>,
     /// The claim window: held from the claim to the end of the attempt, so
     /// the scheduler claims for a destination only what it can start soon
-    /// (four times `max_in_flight`, fewer under a rate limit; see
-    /// `claim_window`) and no lease runs out in a queue.
+    /// (up to four times `max_in_flight`, fewer under a rate limit or with
+    /// long attempt timeouts; see `claim_window`) and no lease runs out in a
+    /// queue.
     pub window: Arc<Semaphore>,
     /// The window's size.
     pub window_size: usize,
@@ -120,9 +122,10 @@ pub struct DestinationRuntime {
 }
 
 impl DestinationRuntime {
-    /// Its run-time state, fresh.
-    pub fn new(config: Destination, breaker: BreakerConfig) -> Self {
-        let window_size = claim_window(&config);
+    /// Its run-time state, fresh. `lease_slack` is how much longer a lease
+    /// runs than this destination's attempt timeout (see `claim_window`).
+    pub fn new(config: Destination, breaker: BreakerConfig, lease_slack: Duration) -> Self {
+        let window_size = claim_window(&config, lease_slack);
         DestinationRuntime {
             window: Arc::new(Semaphore::new(window_size)),
             window_size,
@@ -147,9 +150,10 @@ impl DestinationRuntime {
     }
 }
 
-/// How many of a destination's messages may be claimed at once: four times
-/// `max_in_flight`, and under a rate limit no more than five seconds' worth,
-/// so that claimed messages do not wait out their lease behind the limiter.
+/// How many of a destination's messages may be claimed at once: up to four
+/// times `max_in_flight`, and under a rate limit no more than five seconds'
+/// worth, so that claimed messages do not wait out their lease behind the
+/// limiter.
 ///
 /// The scheduler refills a window once half of it is free, and a claim takes
 /// a while (a round trip to the store): the half still held must cover the
@@ -158,8 +162,20 @@ impl DestinationRuntime {
 /// exactly when the refill began; with four times, ten alternating pairs of
 /// drains kept 1.78 cores busy on average instead of 1.71 and reached 0.44
 /// of the bare client's rate instead of 0.40 (BENCHMARKS.md).
-fn claim_window(config: &Destination) -> usize {
-    let mut window = config.max_in_flight.max(1).saturating_mul(4);
+///
+/// A message waits for the attempts queued before it: each set of
+/// `max_in_flight` beyond the first may take up to the attempt timeout, and
+/// a claimed message whose lease would end before its attempt could is given
+/// back unattempted. So the window holds only as many sets beyond the first
+/// as `lease_slack` (what the lease leaves after this destination's timeout)
+/// has room for, never fewer than one: twice `max_in_flight`, as before,
+/// when attempts may take as long as the slack.
+fn claim_window(config: &Destination, lease_slack: Duration) -> usize {
+    let timeout = config.policy.attempt_timeout.as_secs_f64().max(0.001);
+    let sets_behind = (lease_slack.as_secs_f64() / timeout)
+        .floor()
+        .clamp(1.0, 3.0) as usize;
+    let mut window = config.max_in_flight.max(1).saturating_mul(1 + sets_behind);
     if let Some(rate) = config.rate_limit {
         window = window.min((rate.per_second * 5.0).ceil().max(1.0) as usize);
     }
@@ -186,28 +202,55 @@ mod tests {
         }
     }
 
+    fn with_timeout(max_in_flight: usize, seconds: u64) -> Destination {
+        let mut policy = (*dest("http://127.0.0.1:1").policy).clone();
+        policy.attempt_timeout = Duration::from_secs(seconds);
+        Destination {
+            max_in_flight,
+            policy: Arc::new(policy),
+            ..dest("http://127.0.0.1:1")
+        }
+    }
+
     /// When the scheduler refills a window (half of it free), the half still
-    /// held covers the attempts in flight and as many ready to start; a rate
-    /// limit caps it at five seconds' worth.
+    /// held covers the attempts in flight and as many ready to start, as long
+    /// as the lease leaves room for them to wait; a rate limit caps the
+    /// window at five seconds' worth.
     #[test]
     fn a_refill_starts_while_a_full_set_of_attempts_waits_ready() {
+        let slack = Duration::from_secs(30);
         for max_in_flight in [1, 2, 7, 64, 1000] {
-            let window = claim_window(&Destination {
-                max_in_flight,
-                ..dest("http://127.0.0.1:1")
-            });
+            let window = claim_window(&with_timeout(max_in_flight, 5), slack);
             let held_at_refill = window - window / 2;
             assert!(
                 held_at_refill >= 2 * max_in_flight,
                 "max_in_flight {max_in_flight}: window {window}"
             );
         }
-        let limited = claim_window(&Destination {
-            max_in_flight: 64,
-            rate_limit: Some(Rate { per_second: 10.0 }),
-            ..dest("http://127.0.0.1:1")
-        });
+        let limited = claim_window(
+            &Destination {
+                rate_limit: Some(Rate { per_second: 10.0 }),
+                ..with_timeout(64, 5)
+            },
+            slack,
+        );
         assert_eq!(limited, 50);
+    }
+
+    /// No claimed message waits longer than its lease allows, even if every
+    /// attempt before it runs to the timeout: the sets of attempts queued
+    /// behind the first fit in the lease's slack (at least one set, as
+    /// before this window grew).
+    #[test]
+    fn the_window_never_queues_more_than_the_lease_can_wait_for() {
+        let slack = Duration::from_secs(30);
+        for (timeout, factor) in [(5, 4), (10, 4), (15, 3), (30, 2), (60, 2)] {
+            assert_eq!(
+                claim_window(&with_timeout(64, timeout), slack),
+                64 * factor,
+                "timeout {timeout} s"
+            );
+        }
     }
 
     #[test]

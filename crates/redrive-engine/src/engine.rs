@@ -157,10 +157,13 @@ impl<S: Store> Engine<S> {
         let destinations = destinations
             .into_iter()
             .map(|d| {
-                (
-                    d.name.clone(),
-                    Arc::new(DestinationRuntime::new(d, config.breaker)),
-                )
+                (d.name.clone(), {
+                    // The lease outlasts this destination's timeout by
+                    // the margin, and by how much longer the longest is.
+                    let slack =
+                        longest.saturating_sub(d.policy.attempt_timeout) + config.lease_margin;
+                    Arc::new(DestinationRuntime::new(d, config.breaker, slack))
+                })
             })
             .collect();
         Engine {

@@ -437,9 +437,11 @@ async fn list<S: Store>(
         q.since.as_deref(),
         state.engine.now_ms(),
     )?;
+    // An empty cursor is no cursor: the first page.
     let cursor = q
         .cursor
         .as_deref()
+        .filter(|c| !c.is_empty())
         .map(|c| Cursor::parse(c, ListOrder::of(&filter)))
         .transpose()
         .map_err(|e| Problem::bad_request(e.to_string()))?;

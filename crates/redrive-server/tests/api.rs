@@ -349,6 +349,18 @@ async fn bad_input_gets_a_problem_and_leaves_the_store_untouched() {
         detail.contains("`01JABC`") && detail.contains("pending messages"),
         "{problem}"
     );
+    // An empty cursor is no cursor: the first page.
+    let (st, _, page) = s
+        .call(
+            "GET",
+            "/v1/messages?state=pending&cursor=",
+            Some(TOKEN),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(st, 200, "{page}");
+    assert!(page["messages"].is_array(), "{page}");
     let (st, _, problem) = s
         .call("GET", "/v1/messages/nope", Some(TOKEN), &[], "")
         .await;

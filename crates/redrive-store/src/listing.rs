@@ -20,7 +20,9 @@ pub enum ListOrder {
     /// parked and discarded messages.
     Id,
     /// Pending messages by when they are due, then by id: the next to be
-    /// attempted first.
+    /// attempted first. A due time moves when the message is claimed
+    /// (PostgreSQL writes the lease's end) or rescheduled, so a listing taken
+    /// while the engine runs may show a message twice, or miss one.
     Due,
     /// Delivered messages by when they were delivered, then by id.
     Delivered,
@@ -47,14 +49,17 @@ impl ListOrder {
 }
 
 /// Where a listing resumes: the sort key of the last message of the page
-/// before. Clients see it as opaque text (`Page::next`): an id, or for the
-/// orders by time the time and the id joined by a dot.
+/// before. Clients see it as opaque text (`Page::next`): an id (ids never
+/// hold a dot), or for the orders by time a letter naming the order (`p`
+/// for pending, `d` for delivered), the time, a dot and the id, so that a
+/// cursor of one listing is never read as one of another.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cursor {
     /// After this id ([`ListOrder::Id`]).
     Id(String),
-    /// After this time and id ([`ListOrder::Due`], [`ListOrder::Delivered`]).
-    At(i64, String),
+    /// After this time and id, in this order ([`ListOrder::Due`],
+    /// [`ListOrder::Delivered`]).
+    At(ListOrder, i64, String),
 }
 
 /// A cursor that does not belong to the listing it was given to.
@@ -65,6 +70,17 @@ pub struct BadCursor {
     listing: &'static str,
 }
 
+impl ListOrder {
+    /// The letter that starts a cursor in this order.
+    fn tag(self) -> char {
+        match self {
+            ListOrder::Id => 'i',
+            ListOrder::Due => 'p',
+            ListOrder::Delivered => 'd',
+        }
+    }
+}
+
 impl Cursor {
     /// Reads the text of `Page::next` for a listing in `order`.
     pub fn parse(text: &str, order: ListOrder) -> Result<Self, BadCursor> {
@@ -72,18 +88,17 @@ impl Cursor {
             text: text.to_owned(),
             listing: order.listing(),
         };
-        if text.is_empty() {
-            return Err(bad());
-        }
         match order {
+            ListOrder::Id if text.is_empty() || text.contains('.') => Err(bad()),
             ListOrder::Id => Ok(Cursor::Id(text.to_owned())),
             ListOrder::Due | ListOrder::Delivered => {
-                let (at, id) = text.split_once('.').ok_or_else(bad)?;
+                let rest = text.strip_prefix(order.tag()).ok_or_else(bad)?;
+                let (at, id) = rest.split_once('.').ok_or_else(bad)?;
                 let at = at.parse::<i64>().map_err(|_| bad())?;
                 if id.is_empty() {
                     return Err(bad());
                 }
-                Ok(Cursor::At(at, id.to_owned()))
+                Ok(Cursor::At(order, at, id.to_owned()))
             }
         }
     }
@@ -91,7 +106,7 @@ impl Cursor {
     /// The id part, for every order.
     pub fn id(&self) -> &str {
         match self {
-            Cursor::Id(id) | Cursor::At(_, id) => id,
+            Cursor::Id(id) | Cursor::At(_, _, id) => id,
         }
     }
 }
@@ -100,7 +115,7 @@ impl fmt::Display for Cursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Cursor::Id(id) => f.write_str(id),
-            Cursor::At(at, id) => write!(f, "{at}.{id}"),
+            Cursor::At(order, at, id) => write!(f, "{}{at}.{id}", order.tag()),
         }
     }
 }
@@ -134,21 +149,36 @@ mod tests {
     #[test]
     fn a_cursor_reads_back_what_it_wrote() {
         for (cursor, order) in [
-            (Cursor::Id("01J.x".into()), ListOrder::Id),
-            (Cursor::At(1_733_000_000_123, "01J".into()), ListOrder::Due),
-            (Cursor::At(-5, "a.b".into()), ListOrder::Delivered),
+            (Cursor::Id("01JABC".into()), ListOrder::Id),
+            (
+                Cursor::At(ListOrder::Due, 1_733_000_000_123, "01J".into()),
+                ListOrder::Due,
+            ),
+            (
+                Cursor::At(ListOrder::Delivered, -5, "01K".into()),
+                ListOrder::Delivered,
+            ),
         ] {
             let text = cursor.to_string();
             assert_eq!(Cursor::parse(&text, order), Ok(cursor));
         }
     }
 
+    /// Each listing refuses the others' cursors, and malformed ones, naming
+    /// the cursor and the listing.
     #[test]
     fn a_cursor_of_another_listing_is_refused_with_its_text() {
+        let due = Cursor::At(ListOrder::Due, 12, "01J".into()).to_string();
+        let delivered = Cursor::At(ListOrder::Delivered, 12, "01J".into()).to_string();
         for (text, order) in [
             ("01JABC", ListOrder::Due),
-            ("x.01J", ListOrder::Delivered),
-            ("12.", ListOrder::Due),
+            ("01JABC", ListOrder::Delivered),
+            (due.as_str(), ListOrder::Delivered),
+            (due.as_str(), ListOrder::Id),
+            (delivered.as_str(), ListOrder::Due),
+            (delivered.as_str(), ListOrder::Id),
+            ("px.01J", ListOrder::Due),
+            ("p12.", ListOrder::Due),
             ("", ListOrder::Id),
         ] {
             let e = Cursor::parse(text, order).expect_err(text);

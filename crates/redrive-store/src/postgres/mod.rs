@@ -493,7 +493,7 @@ fn in_time_order(
     select.push_str(&narrowing_sql(filter, params));
     if let Some(c) = cursor {
         let at = match c {
-            Cursor::At(at, _) => *at,
+            Cursor::At(_, at, _) => *at,
             Cursor::Id(_) => i64::MIN,
         };
         params.push(Box::new(at));
@@ -740,7 +740,7 @@ impl Store for PostgresStore {
             keyed.last().map(|(at, m)| match order {
                 ListOrder::Id => Cursor::Id(m.id.clone()),
                 ListOrder::Due | ListOrder::Delivered => {
-                    Cursor::At(at.unwrap_or(i64::MIN), m.id.clone())
+                    Cursor::At(order, at.unwrap_or(i64::MIN), m.id.clone())
                 }
             })
         } else {

@@ -798,7 +798,7 @@ fn time_order_query(
     sql.push_str(&narrowing_sql(filter, &mut values));
     if let Some(c) = cursor {
         let at = match c {
-            Cursor::At(at, _) => *at,
+            Cursor::At(_, at, _) => *at,
             Cursor::Id(_) => i64::MIN,
         };
         sql.push_str(&format!(" AND ({time}, id) > (?, ?)"));
@@ -844,8 +844,7 @@ fn destination_of(conn: &Connection, id: &str) -> Result<String, StoreError> {
 }
 
 /// A destination's due entries, oldest due first, straight off the index
-/// (`INDEXED BY`: the planner might otherwise take the (state, destination,
-/// id) index and sort). SQLite re-prepares a statement whenever a parameter
+/// (`INDEXED BY`: the planner once took another index and sorted). SQLite re-prepares a statement whenever a parameter
 /// its plan depended on is bound again: a bound `LIMIT`, or a bare `?1`
 /// compared with the partial indexes' constants. So no `LIMIT` (the caller
 /// stops reading) and `CAST(?1 AS TEXT)`; a test counts the re-prepares.
@@ -1304,7 +1303,7 @@ impl Store for SqliteStore {
                 keyed.truncate(limit);
                 keyed.last().map(|(at, m)| match order {
                     ListOrder::Id => Cursor::Id(m.id.clone()),
-                    ListOrder::Due | ListOrder::Delivered => Cursor::At(*at, m.id.clone()),
+                    ListOrder::Due | ListOrder::Delivered => Cursor::At(order, *at, m.id.clone()),
                 })
             } else {
                 None
@@ -1731,7 +1730,7 @@ mod tests {
                 "(updated_at,id)>",
             ),
         ] {
-            let cursor = Cursor::At(10, "01M00".into());
+            let cursor = Cursor::At(order, 10, "01M00".into());
             let (_, sql, mut values) = time_order_query(order, &of(state), Some(&cursor), 3);
             values[0] = "crm".to_owned().into();
             let each = plan(&sql, values);

@@ -276,6 +276,9 @@ async fn list(
 ) -> Result<()> {
     let mut cursor: Option<String> = None;
     let mut shown = 0;
+    // Pending messages are listed by due time, which moves while the engine
+    // claims and reschedules them: one may come back on a later page.
+    let mut seen = std::collections::HashSet::new();
     if !json {
         println!(
             "{:<28} {:<10} {:<14} {:<32} {:>4} {:<14} reason",
@@ -293,6 +296,9 @@ async fn list(
         }
         let v = api.call("GET", &path, None).await?;
         for m in v["messages"].as_array().cloned().unwrap_or_default() {
+            if !seen.insert(m["id"].as_str().unwrap_or_default().to_owned()) {
+                continue;
+            }
             shown += 1;
             if json {
                 println!("{m}");
