@@ -38,6 +38,15 @@ impl ListOrder {
         }
     }
 
+    /// For an order by time, the state it lists and the column of its time.
+    pub fn by_time(self) -> Option<(MessageState, &'static str)> {
+        match self {
+            ListOrder::Id => None,
+            ListOrder::Due => Some((MessageState::Pending, "next_attempt_at")),
+            ListOrder::Delivered => Some((MessageState::Delivered, "updated_at")),
+        }
+    }
+
     /// What a listing in this order is called in an error.
     fn listing(self) -> &'static str {
         match self {
@@ -100,6 +109,23 @@ impl Cursor {
                 }
                 Ok(Cursor::At(order, at, id.to_owned()))
             }
+        }
+    }
+
+    /// The cursor after the message `id` whose key in `order` is `at` (a
+    /// time; ignored in the order by id).
+    pub fn after(order: ListOrder, at: i64, id: String) -> Self {
+        match order {
+            ListOrder::Id => Cursor::Id(id),
+            ListOrder::Due | ListOrder::Delivered => Cursor::At(order, at, id),
+        }
+    }
+
+    /// The time part; the earliest time for a cursor by id.
+    pub fn at(&self) -> i64 {
+        match self {
+            Cursor::Id(_) => i64::MIN,
+            Cursor::At(_, at, _) => *at,
         }
     }
 

@@ -462,22 +462,18 @@ fn in_id_order(select: &str, filter: &Filter, limit: usize, lock: &str) -> Strin
     }
 }
 
-/// A listing by time (`order`: pending by due time, delivered by delivery
-/// time) of what `filter` matches after `cursor`: each destination's
+/// A listing by time (`key`: the state and its time column, see
+/// [`ListOrder::by_time`]) of what `filter` matches after `cursor`: each destination's
 /// messages in the state read in the order of the state's index
 /// (destination, time, id), and the pages merged. Its rows are `COLUMNS`,
 /// then the time (`LIST_KEY`).
 fn in_time_order(
-    order: ListOrder,
+    (state, time): (MessageState, &str),
     filter: &Filter,
     cursor: Option<&Cursor>,
     limit: usize,
     params: &mut Vec<Param>,
 ) -> String {
-    let (state, time) = match order {
-        ListOrder::Due => (MessageState::Pending, "next_attempt_at"),
-        ListOrder::Delivered | ListOrder::Id => (MessageState::Delivered, "updated_at"),
-    };
     let mut select = format!(
         "SELECT {COLUMNS}, {time} AS list_key FROM messages WHERE state = '{}'",
         state.as_str()
@@ -492,11 +488,7 @@ fn in_time_order(
     select.push_str(&format!(" AND destination = {destination}"));
     select.push_str(&narrowing_sql(filter, params));
     if let Some(c) = cursor {
-        let at = match c {
-            Cursor::At(_, at, _) => *at,
-            Cursor::Id(_) => i64::MIN,
-        };
-        params.push(Box::new(at));
+        params.push(Box::new(c.at()));
         params.push(Box::new(c.id().to_owned()));
         select.push_str(&format!(
             " AND ({time}, id) > (${}, ${})",
@@ -736,8 +728,8 @@ impl Store for PostgresStore {
         // One more than the page, to know whether another follows.
         let wanted = limit.saturating_add(1);
         let order = ListOrder::of(&filter);
-        let sql = match order {
-            ListOrder::Id => {
+        let sql = match order.by_time() {
+            None => {
                 let mut sql = format!("SELECT {COLUMNS}, 0::BIGINT FROM messages WHERE TRUE");
                 sql.push_str(&filter_sql(&filter, &mut params));
                 if let Some(c) = &cursor {
@@ -747,21 +739,16 @@ impl Store for PostgresStore {
                 params.push(Box::new(i64::try_from(wanted).unwrap_or(i64::MAX)));
                 in_id_order(&sql, &filter, params.len(), "")
             }
-            ListOrder::Due | ListOrder::Delivered => {
-                in_time_order(order, &filter, cursor.as_ref(), wanted, &mut params)
-            }
+            Some(key) => in_time_order(key, &filter, cursor.as_ref(), wanted, &mut params),
         };
         let rows = client.query(&sql, &refs(&params)).await.map_err(db)?;
         let mut keyed: Vec<(Option<i64>, Message)> =
             rows.iter().map(|r| (r.get(LIST_KEY), message(r))).collect();
         let next = if keyed.len() > limit {
             keyed.truncate(limit);
-            keyed.last().map(|(at, m)| match order {
-                ListOrder::Id => Cursor::Id(m.id.clone()),
-                ListOrder::Due | ListOrder::Delivered => {
-                    Cursor::At(order, at.unwrap_or(i64::MIN), m.id.clone())
-                }
-            })
+            keyed
+                .last()
+                .map(|(at, m)| Cursor::after(order, at.unwrap_or(i64::MIN), m.id.clone()))
         } else {
             None
         };

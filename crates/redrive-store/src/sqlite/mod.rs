@@ -611,8 +611,9 @@ fn narrowing_sql(f: &Filter, params: &mut Vec<rusqlite::types::Value>) -> String
 }
 
 /// Each destination holding messages in `state`, in name order, by a skip
-/// scan of the state's index (`index`): one probe per destination.
-fn destinations_in(state: MessageState, index: &str) -> String {
+/// scan of the state's index: one probe per destination.
+fn destinations_in(state: MessageState) -> String {
+    let index = index_of(state);
     let state = state.as_str();
     format!(
         "WITH RECURSIVE d(name) AS ( \
@@ -637,7 +638,7 @@ fn index_of(state: MessageState) -> &'static str {
 
 /// The destinations holding messages in `state`.
 fn destinations_holding(conn: &Connection, state: MessageState) -> Result<Vec<String>, StoreError> {
-    conn.prepare_cached(&destinations_in(state, index_of(state)))
+    conn.prepare_cached(&destinations_in(state))
         .map_err(db)?
         .query_map([], |r| r.get::<_, String>(0))
         .map_err(db)?
@@ -733,20 +734,21 @@ fn id_order_query(
 }
 
 /// The first `limit` messages `filter` matches after `cursor` in a listing
-/// by time (`order`: pending by due time, delivered by delivery time), each
-/// with its key.
+/// by time (`key`: the state and its time column, see
+/// [`ListOrder::by_time`]), each with its time.
 ///
 /// Each destination's messages in the state are read in the order of the
 /// state's index (destination, time, id), `limit` at most from each, and
 /// the first `limit` of them all kept: no query sorts a state's messages.
 fn in_time_order(
     conn: &Connection,
-    order: ListOrder,
+    key: (MessageState, &str),
     filter: &Filter,
     cursor: Option<&Cursor>,
     limit: usize,
 ) -> Result<Vec<(i64, Message)>, StoreError> {
-    let (state, sql, mut values) = time_order_query(order, filter, cursor, limit);
+    let state = key.0;
+    let (sql, mut values) = time_order_query(key, filter, cursor, limit);
     let destinations = match &filter.destination {
         Some(d) => vec![d.clone()],
         None => destinations_holding(conn, state)?,
@@ -774,20 +776,15 @@ fn in_time_order(
     Ok(rows)
 }
 
-/// One destination's query of [`in_time_order`] (the destination is the
-/// first value, to be set), its state and its values: `COLUMNS`, then the
-/// time.
+/// One destination's query of [`in_time_order`] and its values (the
+/// destination is the first value, to be set): `COLUMNS`, then the time.
 fn time_order_query(
-    order: ListOrder,
+    (state, time): (MessageState, &str),
     filter: &Filter,
     cursor: Option<&Cursor>,
     limit: usize,
-) -> (MessageState, String, Vec<rusqlite::types::Value>) {
+) -> (String, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value;
-    let (state, time) = match order {
-        ListOrder::Due => (MessageState::Pending, "next_attempt_at"),
-        ListOrder::Delivered | ListOrder::Id => (MessageState::Delivered, "updated_at"),
-    };
     let mut values = vec![Value::Null];
     let mut sql = format!(
         "SELECT {COLUMNS}, {time} FROM messages INDEXED BY {} \
@@ -797,17 +794,13 @@ fn time_order_query(
     );
     sql.push_str(&narrowing_sql(filter, &mut values));
     if let Some(c) = cursor {
-        let at = match c {
-            Cursor::At(_, at, _) => *at,
-            Cursor::Id(_) => i64::MIN,
-        };
         sql.push_str(&format!(" AND ({time}, id) > (?, ?)"));
-        values.push(Value::Integer(at));
+        values.push(Value::Integer(c.at()));
         values.push(Value::Text(c.id().to_owned()));
     }
     sql.push_str(&format!(" ORDER BY {time}, id LIMIT ?"));
     values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
-    (state, sql, values)
+    (sql, values)
 }
 
 fn redrive_ids(
@@ -844,8 +837,9 @@ fn destination_of(conn: &Connection, id: &str) -> Result<String, StoreError> {
 }
 
 /// A destination's due entries, oldest due first, straight off the index
-/// (`INDEXED BY`: the planner once took another index and sorted). SQLite re-prepares a statement whenever a parameter
-/// its plan depended on is bound again: a bound `LIMIT`, or a bare `?1`
+/// (`INDEXED BY`: the planner once took another index and sorted). SQLite
+/// re-prepares a statement whenever a parameter its plan depended on is
+/// bound again: a bound `LIMIT`, or a bare `?1`
 /// compared with the partial indexes' constants. So no `LIMIT` (the caller
 /// stops reading) and `CAST(?1 AS TEXT)`; a test counts the re-prepares.
 ///
@@ -1276,8 +1270,8 @@ impl Store for SqliteStore {
             // destination.
             let snapshot = conn.unchecked_transaction().map_err(db)?;
             let order = ListOrder::of(&filter);
-            let mut keyed: Vec<(i64, Message)> = match order {
-                ListOrder::Id => in_id_order(
+            let mut keyed: Vec<(i64, Message)> = match order.by_time() {
+                None => in_id_order(
                     &snapshot,
                     COLUMNS,
                     &filter,
@@ -1289,9 +1283,9 @@ impl Store for SqliteStore {
                 .into_iter()
                 .map(|m| (0, m))
                 .collect(),
-                ListOrder::Due | ListOrder::Delivered => in_time_order(
+                Some(key) => in_time_order(
                     &snapshot,
-                    order,
+                    key,
                     &filter,
                     cursor.as_ref(),
                     limit.saturating_add(1),
@@ -1301,10 +1295,9 @@ impl Store for SqliteStore {
             // as the due time.
             let next = if keyed.len() > limit {
                 keyed.truncate(limit);
-                keyed.last().map(|(at, m)| match order {
-                    ListOrder::Id => Cursor::Id(m.id.clone()),
-                    ListOrder::Due | ListOrder::Delivered => Cursor::At(order, *at, m.id.clone()),
-                })
+                keyed
+                    .last()
+                    .map(|(at, m)| Cursor::after(order, *at, m.id.clone()))
             } else {
                 None
             };
@@ -1731,7 +1724,8 @@ mod tests {
             ),
         ] {
             let cursor = Cursor::At(order, 10, "01M00".into());
-            let (_, sql, mut values) = time_order_query(order, &of(state), Some(&cursor), 3);
+            let key = order.by_time().expect("an order by time");
+            let (sql, mut values) = time_order_query(key, &of(state), Some(&cursor), 3);
             values[0] = "crm".to_owned().into();
             let each = plan(&sql, values);
             assert!(!each.contains("TEMP B-TREE"), "{each}");
@@ -1744,7 +1738,7 @@ mod tests {
             MessageState::Parked,
             MessageState::Discarded,
         ] {
-            let skip = plan(&destinations_in(state, index_of(state)), Vec::new());
+            let skip = plan(&destinations_in(state), Vec::new());
             assert!(!skip.contains("SCAN messages"), "{skip}");
         }
     }
