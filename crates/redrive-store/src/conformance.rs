@@ -877,7 +877,7 @@ pub async fn purge_keeps_parked_and_pending<S: Store>(s: S) {
     enqueue_one(&s, new_message("01P", "crm", "kp", 0)).await;
     let attempts = |counts: Vec<(i64, String, u64)>| counts.iter().map(|c| c.2).sum::<u64>();
     assert_eq!(
-        attempts(s.attempt_counts(0, 1_000).await.expect("counts")),
+        attempts(s.attempt_counts(0, 60_000).await.expect("counts")),
         2
     );
     assert_eq!(s.purge(1_000_000).await.expect("purge"), 1);
@@ -885,7 +885,7 @@ pub async fn purge_keeps_parked_and_pending<S: Store>(s: S) {
     assert!(s.get("011".into()).await.expect("get").is_some());
     assert!(s.get("01P".into()).await.expect("get").is_some());
     assert_eq!(
-        attempts(s.attempt_counts(0, 1_000).await.expect("counts")),
+        attempts(s.attempt_counts(0, 60_000).await.expect("counts")),
         1,
         "the purged message's attempts went with it"
     );
@@ -935,8 +935,10 @@ pub async fn stats_and_report<S: Store>(s: S) {
     assert!(s.report(301).await.expect("report").is_empty());
     let counts = s.attempt_counts(0, 60_000).await.expect("counts");
     assert_eq!(counts, vec![(0, "server".to_owned(), 1)]);
+    // Whole minutes: a `since` inside the attempt's minute still counts it.
+    assert_eq!(s.attempt_counts(301, 60_000).await.expect("counts"), counts);
     assert!(s
-        .attempt_counts(301, 60_000)
+        .attempt_counts(60_000, 60_000)
         .await
         .expect("counts")
         .is_empty());

@@ -11,6 +11,7 @@
 
 use std::future::Future;
 
+pub mod chart;
 pub mod conformance;
 pub mod listing;
 pub mod model;
@@ -146,8 +147,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn report(&self, since: i64)
         -> impl Future<Output = Result<Vec<ReportRow>, StoreError>> + Send;
 
-    /// Attempts per time bucket (`bucket_ms` wide, aligned to the epoch) and
-    /// error class since `since`, oldest bucket first: the overview's chart.
+    /// Attempts per time bucket and error class since `since`, oldest bucket
+    /// first: the overview's chart. Buckets are whole minutes aligned to the
+    /// epoch: `bucket_ms` is rounded up to one, `since` down to its minute
+    /// (see [`chart`]).
     fn attempt_counts(
         &self,
         since: i64,

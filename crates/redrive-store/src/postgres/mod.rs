@@ -914,7 +914,9 @@ impl Store for PostgresStore {
         bucket_ms: i64,
     ) -> Result<Vec<(i64, String, u64)>, StoreError> {
         let client = self.client().await?;
-        let bucket = bucket_ms.max(1);
+        // Whole minutes, as SQLite counts them (see `chart`).
+        let bucket = crate::chart::whole_minutes(bucket_ms);
+        let since = crate::chart::minute_of(since);
         let rows = client
             .query(
                 "SELECT (started_at / $2) * $2 AS b, class, COUNT(*) FROM attempts \

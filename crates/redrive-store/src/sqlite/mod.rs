@@ -8,6 +8,7 @@
 
 mod counts;
 mod leases;
+mod minutes;
 mod wal_syncer;
 mod writer;
 
@@ -102,6 +103,7 @@ CREATE INDEX attempts_by_start ON attempts (started_at);
     crate::schema::DUE_BY_DESTINATION,
     crate::schema::FEWER_INDEXES,
     crate::schema::LISTS_BY_STATE_ORDER,
+    minutes::MIGRATION,
 ];
 
 /// Each destination with pending messages, in name order, found by a skip
@@ -219,6 +221,13 @@ const RECORD_UPDATE: &str =
 /// The counters a record just wrote, read back by rowid.
 const RECORD_COUNTERS: &str =
     "SELECT total_attempts, cycle, attempts FROM messages WHERE rowid = ?1";
+/// The failed attempts since ?1 by destination and class; `a.class !=
+/// 'success'` as the index of failures says it, so that the index serves.
+const REPORT: &str = "SELECT m.destination, a.class, COUNT(*), COUNT(DISTINCT a.message_id), \
+     COUNT(DISTINCT CASE WHEN m.state = 'parked' THEN m.id END) \
+     FROM attempts a JOIN messages m ON m.id = a.message_id \
+     WHERE a.started_at >= ?1 AND a.class != 'success' \
+     GROUP BY m.destination, a.class ORDER BY m.destination, COUNT(*) DESC";
 /// A record's attempt row.
 const RECORD_ATTEMPT: &str = "INSERT INTO attempts (message_id, n, cycle, attempt, started_at, latency_ms, status, transport, \
      class, decision, reason, delay_ms, response_excerpt, detail, link_identities) \
@@ -273,7 +282,9 @@ impl SqliteStore {
             }
             drop(rows);
             // The attempts first (foreign keys are not enforced, so no
-            // cascade), while the slice still finds their messages.
+            // cascade), while the slice still finds their messages; their
+            // counts by minute with them.
+            minutes::forget_attempts_of(conn, slice, params()).map_err(db)?;
             conn.prepare_cached(&format!(
                 "DELETE FROM attempts WHERE message_id IN ({slice})"
             ))
@@ -1157,6 +1168,7 @@ impl Store for SqliteStore {
                     ])
                 })
                 .map_err(db)?;
+                conn.tally_attempt(attempt.started_at, &attempt.class);
                 Ok((true, true))
             },
             move |outcome| {
@@ -1401,15 +1413,7 @@ impl Store for SqliteStore {
 
     async fn report(&self, since: i64) -> Result<Vec<ReportRow>, StoreError> {
         self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT m.destination, a.class, COUNT(*), COUNT(DISTINCT a.message_id), \
-                     COUNT(DISTINCT CASE WHEN m.state = 'parked' THEN m.id END) \
-                     FROM attempts a JOIN messages m ON m.id = a.message_id \
-                     WHERE a.started_at >= ?1 AND a.class != 'success' \
-                     GROUP BY m.destination, a.class ORDER BY m.destination, COUNT(*) DESC",
-                )
-                .map_err(db)?;
+            let mut stmt = conn.prepare_cached(REPORT).map_err(db)?;
             let rows = stmt
                 .query_map([since], |r| {
                     Ok(ReportRow {
@@ -1433,28 +1437,9 @@ impl Store for SqliteStore {
         since: i64,
         bucket_ms: i64,
     ) -> Result<Vec<(i64, String, u64)>, StoreError> {
-        let bucket = bucket_ms.max(1);
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT (started_at / ?2) * ?2 AS b, class, COUNT(*) FROM attempts \
-                     WHERE started_at >= ?1 GROUP BY b, class ORDER BY b, class",
-                )
-                .map_err(db)?;
-            let rows = stmt
-                .query_map(params![since, bucket], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?.max(0) as u64,
-                    ))
-                })
-                .map_err(db)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(db)?;
-            Ok(rows)
-        })
-        .await
+        // From the counts by minute, not the attempts (see `minutes`).
+        self.read(move |conn| minutes::per_bucket(conn, since, bucket_ms).map_err(db))
+            .await
     }
 }
 
@@ -1741,6 +1726,152 @@ mod tests {
             let skip = plan(&destinations_in(state), Vec::new());
             assert!(!skip.contains("SCAN messages"), "{skip}");
         }
+    }
+
+    /// A count of attempts: minute, class, attempts.
+    type Minute = (i64, String, i64);
+
+    /// What `attempt_minutes` holds, and what a `GROUP BY` of the attempts
+    /// says it should.
+    fn minutes_and_attempts(path: &Path) -> (Vec<Minute>, Vec<Minute>) {
+        let conn = connect(path).expect("open");
+        let rows = |sql: &str| {
+            conn.prepare(sql)
+                .expect("prepare")
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .expect("rows")
+                .collect::<rusqlite::Result<Vec<Minute>>>()
+                .expect("read")
+        };
+        (
+            rows("SELECT minute, class, n FROM attempt_minutes ORDER BY 1, 2"),
+            rows(
+                "SELECT started_at - started_at % 60000, class, COUNT(*) FROM attempts \
+                 GROUP BY 1, 2 ORDER BY 1, 2",
+            ),
+        )
+    }
+
+    /// The chart's counts by minute are what the attempts say after
+    /// records of every kind and after a purge; the chart reads them, not
+    /// the attempts, and the report finds failed attempts by the index of
+    /// failures (successes are in no index by time).
+    #[tokio::test]
+    async fn the_minutes_follow_the_attempts_and_serve_the_chart() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("x.db");
+        let store = SqliteStore::open(&path).expect("open");
+        let batch: Vec<NewMessage> = (0..6)
+            .map(|i| new_message(&format!("01M{i}"), "crm", &format!("k{i}"), 10))
+            .collect();
+        store.enqueue(batch).await.expect("enqueue");
+        for (i, started) in [10, 20, 70_000, 80_000, 130_000, 59_999]
+            .into_iter()
+            .enumerate()
+        {
+            let claimed = store
+                .claim(started, want("crm", 1), format!("L{i}"), started + 1_000)
+                .await
+                .expect("claim");
+            let c = &claimed[0];
+            let (class, next) = match i % 3 {
+                0 => ("success", NextState::Delivered),
+                1 => ("server", NextState::Retry { at: started + 1 }),
+                _ => (
+                    "content",
+                    NextState::Parked {
+                        reason: "not_retryable".into(),
+                    },
+                ),
+            };
+            let record = AttemptRecord {
+                started_at: started,
+                class: class.into(),
+                ..outcome("x")
+            };
+            assert!(store
+                .record(c.message.id.clone(), c.lease.clone(), record, next, started)
+                .await
+                .expect("record"));
+        }
+        let (kept, counted) = minutes_and_attempts(&path);
+        assert_eq!(kept, counted);
+        assert_eq!(kept.iter().map(|r| r.2).sum::<i64>(), 6);
+        let chart = store.attempt_counts(0, 60_000).await.expect("chart");
+        assert_eq!(
+            chart,
+            kept.iter()
+                .map(|(m, c, n)| (*m, c.clone(), *n as u64))
+                .collect::<Vec<_>>()
+        );
+        // The delivered ones (records 0 and 3) go, and their counts.
+        assert_eq!(store.purge(1_000_000).await.expect("purge"), 2);
+        let (kept, counted) = minutes_and_attempts(&path);
+        assert_eq!(kept, counted);
+        assert!(!kept.iter().any(|r| r.1 == "success"), "{kept:?}");
+
+        let conn = connect(&path).expect("open");
+        let plan = |sql: &str| -> String {
+            conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("plan")
+                .query_map([0], |r| r.get::<_, String>(3))
+                .expect("rows")
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .expect("plan rows")
+                .join("; ")
+        };
+        let report = plan(REPORT);
+        assert!(report.contains("attempts_failed"), "{report}");
+        assert!(!report.contains("SCAN a"), "{report}");
+    }
+
+    /// A database made before the counts by minute gets them from the
+    /// attempts it holds when it is opened.
+    #[tokio::test]
+    async fn an_older_database_gets_its_minutes_from_its_attempts() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("x.db");
+        let store = SqliteStore::open(&path).expect("open");
+        store
+            .enqueue(vec![
+                new_message("01A", "crm", "k1", 10),
+                new_message("01B", "crm", "k2", 10),
+            ])
+            .await
+            .expect("enqueue");
+        for (i, at) in [(0, 61_000), (1, 62_000)] {
+            let claimed = store
+                .claim(at, want("crm", 1), format!("L{i}"), at + 1_000)
+                .await
+                .expect("claim");
+            let c = &claimed[0];
+            let record = AttemptRecord {
+                started_at: at,
+                ..outcome("x")
+            };
+            let next = NextState::Retry { at: at + 10_000 };
+            assert!(store
+                .record(c.message.id.clone(), c.lease.clone(), record, next, at)
+                .await
+                .expect("record"));
+        }
+        drop(store);
+        // As migration 5 left it.
+        connect(&path)
+            .expect("open")
+            .execute_batch(
+                "DROP TABLE attempt_minutes; DROP INDEX attempts_failed; \
+                 CREATE INDEX attempts_by_start ON attempts (started_at); PRAGMA user_version = 5;",
+            )
+            .expect("back to version 5");
+        let store = SqliteStore::open(&path).expect("open the older database");
+        assert_eq!(
+            store.attempt_counts(0, 60_000).await.expect("chart"),
+            vec![(60_000, "server".to_owned(), 2)]
+        );
+        drop(store);
+        let (kept, counted) = minutes_and_attempts(&path);
+        assert_eq!(kept, counted);
     }
 
     fn page_size(path: &Path) -> i64 {

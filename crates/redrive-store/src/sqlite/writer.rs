@@ -49,6 +49,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, Statement};
 
+use super::minutes::Tally;
 use super::wal_syncer::Nudge;
 use crate::StoreError;
 
@@ -84,6 +85,9 @@ pub enum Durability {
 pub struct Writing<'c> {
     conn: &'c Connection,
     held: RefCell<Vec<(&'static str, Statement<'c>)>>,
+    /// The attempts the group recorded so far, added to their table just
+    /// before it commits (see `minutes`).
+    tally: RefCell<Tally>,
 }
 
 impl<'c> Writing<'c> {
@@ -92,7 +96,14 @@ impl<'c> Writing<'c> {
         Writing {
             conn,
             held: RefCell::new(Vec::new()),
+            tally: RefCell::new(Tally::default()),
         }
+    }
+
+    /// Counts an attempt the running job recorded in the chart's minutes:
+    /// added to `attempt_minutes` with the group's commit.
+    pub fn tally_attempt(&self, started_at: i64, class: &str) {
+        self.tally.borrow_mut().note(started_at, class);
     }
 
     /// Runs `use_it` on the statement of `sql`, prepared on first use and
@@ -383,11 +394,17 @@ fn commit_group(
                 ));
             }
         }
-        exec("COMMIT").map_err(|e| {
-            let _ = exec("ROLLBACK");
-            StoreError::Database(e.to_string())
-        })
+        conn.tally
+            .borrow_mut()
+            .flush(conn)
+            .and_then(|()| exec("COMMIT"))
+            .map_err(|e| {
+                let _ = exec("ROLLBACK");
+                StoreError::Database(e.to_string())
+            })
     })();
+    // Counted with the group, or not at all.
+    conn.tally.borrow_mut().clear();
     for job in jobs {
         job.finish(outcome.as_ref().map(|_| ()));
     }
@@ -503,15 +520,22 @@ pub(super) mod tests {
     #[test]
     fn a_failing_job_rolls_back_its_whole_group() {
         let conn = Connection::open_in_memory().expect("open");
-        conn.execute_batch("CREATE TABLE t (x INTEGER)")
-            .expect("schema");
+        conn.execute_batch(
+            "CREATE TABLE t (x INTEGER);
+             CREATE TABLE attempt_minutes (minute INTEGER NOT NULL, class TEXT NOT NULL,
+                 n INTEGER NOT NULL, PRIMARY KEY (minute, class)) WITHOUT ROWID;",
+        )
+        .expect("schema");
         let counts = Arc::new(CommitCounts::default());
         let tx = start(conn, Arc::clone(&counts), None).expect("start");
         // Hold the writer in a first group until both jobs below are queued,
         // so they land in the same group.
         let (gate_tx, blocked) = hold(&tx);
         let (good, good_rx) = ClosureJob::awaited(
-            |c: &Writing<'_>| insert(c, "INSERT INTO t VALUES (1)"),
+            |c: &Writing<'_>| {
+                c.tally_attempt(10, "success");
+                insert(c, "INSERT INTO t VALUES (1)")
+            },
             Durability::Fsync,
         );
         let (bad, bad_rx) = ClosureJob::awaited(
@@ -541,7 +565,25 @@ pub(super) mod tests {
         tx.send(again).expect("send");
         assert!(again_rx.blocking_recv().expect("answer").is_ok());
         assert_eq!(count(&tx), 1);
-        assert_eq!(counts.jobs.load(Ordering::Relaxed), 6);
+        let (minutes, minutes_rx) = ClosureJob::awaited(
+            |c: &Writing<'_>| {
+                c.query_row("SELECT COUNT(*) FROM attempt_minutes", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map_err(|e| StoreError::Database(e.to_string()))
+            },
+            Durability::Written,
+        );
+        tx.send(minutes).expect("send");
+        assert_eq!(
+            minutes_rx
+                .blocking_recv()
+                .expect("answer")
+                .expect("minutes"),
+            0,
+            "the rolled-back group's attempt was not counted, then or later"
+        );
+        assert_eq!(counts.jobs.load(Ordering::Relaxed), 7);
     }
 
     /// A job that may wait for company is answered even when none comes: the
