@@ -416,20 +416,39 @@ async fn drain<S: Store>(
     // poll's clock.
     let mut asked = Instant::now();
     loop {
-        let sent = sink.counts().total >= sent_before + n as u64;
+        let seen = sink.counts().total.saturating_sub(sent_before);
+        let sent = seen >= n as u64;
         if sent || asked.elapsed() >= Duration::from_secs(5) {
             if pending(&store).await? == 0 {
                 break;
             }
             asked = Instant::now();
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(until_next_look(n as u64, seen, start.elapsed())).await;
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
     let cpu_us = (cpu_seconds() - cpu0) * 1e6 / n as f64;
     let _ = stop.send(true);
     let _ = task.await;
     Ok((rate, cpu_us))
+}
+
+/// How long the drain's watch sleeps: until about when the sink should have
+/// seen the last request, at the pace so far (at most 50 ms), and a
+/// millisecond once it has (only the last records' commits are left). A
+/// fixed 50 ms added up to 100 ms to a drain's time, 3 to 7% of a drain of
+/// 100,000 on a fast machine.
+fn until_next_look(n: u64, seen: u64, elapsed: Duration) -> Duration {
+    let most = Duration::from_millis(50);
+    let least = Duration::from_millis(1);
+    if seen >= n {
+        return least;
+    }
+    let pace = seen as f64 / elapsed.as_secs_f64().max(1e-9);
+    if pace <= 0.0 {
+        return most;
+    }
+    Duration::from_secs_f64((n - seen) as f64 / pace).clamp(least, most)
 }
 
 /// Serves the API on `store`; with `deliver`, the engine runs too.
@@ -823,4 +842,31 @@ async fn main() -> Result<()> {
         peak_rss_mib()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The watch sleeps in proportion to what is left at the pace so far,
+    /// within 1 and 50 ms, and a millisecond once every request was seen.
+    #[test]
+    fn the_drain_watch_naps_by_what_is_left() {
+        let second = Duration::from_secs(1);
+        assert_eq!(until_next_look(100, 100, second), Duration::from_millis(1));
+        assert_eq!(until_next_look(100, 0, second), Duration::from_millis(50));
+        // 1,000 a second, 10 left: 10 ms.
+        assert_eq!(
+            until_next_look(1_010, 1_000, second),
+            Duration::from_millis(10)
+        );
+        assert_eq!(
+            until_next_look(1_000_000, 1_000, second),
+            Duration::from_millis(50)
+        );
+        assert_eq!(
+            until_next_look(1_000, 999_999, Duration::ZERO),
+            Duration::from_millis(1)
+        );
+    }
 }
