@@ -1728,6 +1728,25 @@ mod tests {
         }
     }
 
+    /// Claims the first due message of `crm` at `at` under `lease` and
+    /// records an attempt of `class` started then.
+    async fn attempt_once(store: &SqliteStore, lease: &str, at: i64, class: &str, next: NextState) {
+        let claimed = store
+            .claim(at, want("crm", 1), lease.into(), at + 1_000)
+            .await
+            .expect("claim");
+        let record = AttemptRecord {
+            started_at: at,
+            class: class.into(),
+            ..outcome("x")
+        };
+        let id = claimed[0].message.id.clone();
+        assert!(store
+            .record(id, lease.into(), record, next, at)
+            .await
+            .expect("record"));
+    }
+
     /// A count of attempts: minute, class, attempts.
     type Minute = (i64, String, i64);
 
@@ -1769,11 +1788,6 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            let claimed = store
-                .claim(started, want("crm", 1), format!("L{i}"), started + 1_000)
-                .await
-                .expect("claim");
-            let c = &claimed[0];
             let (class, next) = match i % 3 {
                 0 => ("success", NextState::Delivered),
                 1 => ("server", NextState::Retry { at: started + 1 }),
@@ -1784,15 +1798,7 @@ mod tests {
                     },
                 ),
             };
-            let record = AttemptRecord {
-                started_at: started,
-                class: class.into(),
-                ..outcome("x")
-            };
-            assert!(store
-                .record(c.message.id.clone(), c.lease.clone(), record, next, started)
-                .await
-                .expect("record"));
+            attempt_once(&store, &format!("L{i}"), started, class, next).await;
         }
         let (kept, counted) = minutes_and_attempts(&path);
         assert_eq!(kept, counted);
@@ -1839,21 +1845,9 @@ mod tests {
             ])
             .await
             .expect("enqueue");
-        for (i, at) in [(0, 61_000), (1, 62_000)] {
-            let claimed = store
-                .claim(at, want("crm", 1), format!("L{i}"), at + 1_000)
-                .await
-                .expect("claim");
-            let c = &claimed[0];
-            let record = AttemptRecord {
-                started_at: at,
-                ..outcome("x")
-            };
+        for (lease, at) in [("L0", 61_000), ("L1", 62_000)] {
             let next = NextState::Retry { at: at + 10_000 };
-            assert!(store
-                .record(c.message.id.clone(), c.lease.clone(), record, next, at)
-                .await
-                .expect("record"));
+            attempt_once(&store, lease, at, "server", next).await;
         }
         drop(store);
         // As migration 5 left it.
