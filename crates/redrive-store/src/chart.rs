@@ -9,7 +9,7 @@ pub const MINUTE_MS: i64 = 60_000;
 
 /// The start of the minute holding `at` (milliseconds since the epoch).
 pub fn minute_of(at: i64) -> i64 {
-    at - at.rem_euclid(MINUTE_MS)
+    at.saturating_sub(at.rem_euclid(MINUTE_MS))
 }
 
 /// `bucket_ms` rounded up to whole minutes, at least one.
@@ -33,5 +33,6 @@ mod tests {
         assert_eq!(whole_minutes(60_001), 120_000);
         assert_eq!(whole_minutes(0), 60_000);
         assert_eq!(whole_minutes(i64::MAX) % MINUTE_MS, 0);
+        assert_eq!(minute_of(i64::MIN), i64::MIN);
     }
 }

@@ -944,6 +944,36 @@ pub async fn stats_and_report<S: Store>(s: S) {
         .is_empty());
 }
 
+/// The chart's buckets are whole minutes aligned to the epoch in every
+/// store: a finer bucket is a minute, a wider one rounds up to whole
+/// minutes.
+pub async fn chart_buckets_are_whole_minutes<S: Store>(s: S) {
+    for (i, at) in [(0, 300), (1, 61_000)] {
+        let id = format!("01W{i}");
+        enqueue_one(&s, new_message(&id, "crm", &format!("w{i}"), 0)).await;
+        s.claim(at, want("crm", 1), format!("L{i}"), at + 1_000)
+            .await
+            .expect("claim");
+        let mut a = failed("server", "retry", "retryable");
+        a.started_at = at;
+        s.record(id, format!("L{i}"), a, NextState::Retry { at: at + 1 }, at)
+            .await
+            .expect("record");
+    }
+    assert_eq!(
+        s.attempt_counts(0, 1_000).await.expect("counts"),
+        vec![
+            (0, "server".to_owned(), 1),
+            (60_000, "server".to_owned(), 1)
+        ]
+    );
+    // 90 s rounds up to two minutes: one bucket from 0.
+    assert_eq!(
+        s.attempt_counts(0, 90_000).await.expect("counts"),
+        vec![(0, "server".to_owned(), 2)]
+    );
+}
+
 /// Generates one `#[tokio::test]` per conformance check. `$make` is an async
 /// expression giving `Some((store, guard))`, a fresh store and whatever keeps
 /// it alive (a temp directory, a database dropped on drop), or `None` when the
@@ -969,7 +999,8 @@ macro_rules! conformance_tests {
             list_a_state_across_destinations,
             list_each_state_in_its_order,
             purge_keeps_parked_and_pending,
-            stats_and_report
+            stats_and_report,
+            chart_buckets_are_whole_minutes
         );
     };
     (@each $make:expr; $($name:ident),*) => {

@@ -149,8 +149,8 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// Attempts per time bucket and error class since `since`, oldest bucket
     /// first: the overview's chart. Buckets are whole minutes aligned to the
-    /// epoch: `bucket_ms` is rounded up to one, `since` down to its minute
-    /// (see [`chart`]).
+    /// epoch: `bucket_ms` is rounded up to whole minutes (at least one),
+    /// `since` down to its minute (see [`chart`]).
     fn attempt_counts(
         &self,
         since: i64,

@@ -919,8 +919,8 @@ impl Store for PostgresStore {
         let since = crate::chart::minute_of(since);
         let rows = client
             .query(
-                "SELECT (started_at / $2) * $2 AS b, class, COUNT(*) FROM attempts \
-                 WHERE started_at >= $1 GROUP BY b, class ORDER BY b, class",
+                "SELECT started_at - ((started_at % $2) + $2) % $2 AS b, class, COUNT(*) \
+                 FROM attempts WHERE started_at >= $1 GROUP BY b, class ORDER BY b, class",
                 &[&since, &bucket],
             )
             .await

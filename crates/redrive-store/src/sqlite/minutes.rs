@@ -28,12 +28,16 @@ CREATE TABLE attempt_minutes (
     PRIMARY KEY (minute, class)
 ) WITHOUT ROWID;
 INSERT INTO attempt_minutes (minute, class, n)
-    SELECT started_at - (started_at % 60000) - (CASE WHEN started_at % 60000 < 0 THEN 60000 ELSE 0 END),
-           class, COUNT(*)
+    SELECT started_at - ((started_at % 60000) + 60000) % 60000, class, COUNT(*)
     FROM attempts GROUP BY 1, 2;
 CREATE INDEX attempts_failed ON attempts (started_at) WHERE class != 'success';
 DROP INDEX attempts_by_start;
 ";
+
+/// The minute of an attempt's start in SQL, as `chart::minute_of` says it
+/// (rounded down, also before the epoch, where `%` keeps the sign): the
+/// migration's backfill spells the same.
+const MINUTE_OF_START: &str = "started_at - ((started_at % 60000) + 60000) % 60000";
 
 /// Adds `n` (negative to take away) to a minute's count of a class; a count
 /// that reaches zero is deleted (`FORGET_EMPTY`).
@@ -81,25 +85,25 @@ impl Tally {
 
 /// Takes the attempts of the messages `slice` selects (a `SELECT id`,
 /// with `params`) out of the counts: the purge calls it before it deletes
-/// them.
+/// them, in the same transaction. `pending` is what the running group has
+/// tallied and not yet added: it goes in first, or an attempt recorded
+/// earlier in the group and purged now would take a count below zero (the
+/// empty row deleted), then come back at the commit with no attempt behind
+/// it.
 pub fn forget_attempts_of<P: rusqlite::Params>(
     conn: &Connection,
+    pending: &mut Tally,
     slice: &str,
     params: P,
 ) -> rusqlite::Result<()> {
+    pending.flush(conn)?;
     let counted: Vec<(i64, String, i64)> = conn
         .prepare_cached(&format!(
-            "SELECT started_at, class FROM attempts WHERE message_id IN ({slice})"
+            "SELECT {MINUTE_OF_START}, class, COUNT(*) FROM attempts \
+             WHERE message_id IN ({slice}) GROUP BY 1, 2"
         ))?
-        .query_map(params, |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })?
-        .try_fold(Tally::default(), |mut tally, row| {
-            let (at, class) = row?;
-            tally.note(at, &class);
-            Ok::<_, rusqlite::Error>(tally)
-        })?
-        .counts;
+        .query_map(params, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     for (minute, class, n) in counted {
         conn.prepare_cached(ADD)?
             .execute(params![minute, class, -n])?;
@@ -110,8 +114,8 @@ pub fn forget_attempts_of<P: rusqlite::Params>(
 }
 
 /// Attempts per bucket and class from `since` (rounded down to its minute),
-/// oldest bucket first. Buckets are whole minutes: `bucket_ms` is rounded up
-/// to one (at least a minute).
+/// oldest bucket first. Buckets are whole minutes (`bucket_ms` rounded up to
+/// them, at least one), aligned to the epoch, also before it.
 pub fn per_bucket(
     conn: &Connection,
     since: i64,
@@ -119,7 +123,7 @@ pub fn per_bucket(
 ) -> rusqlite::Result<Vec<(i64, String, u64)>> {
     let bucket = whole_minutes(bucket_ms);
     conn.prepare_cached(
-        "SELECT minute - (minute % ?2) AS b, class, SUM(n) FROM attempt_minutes \
+        "SELECT minute - ((minute % ?2) + ?2) % ?2 AS b, class, SUM(n) FROM attempt_minutes \
          WHERE minute >= ?1 GROUP BY b, class ORDER BY b, class",
     )?
     .query_map(params![minute_of(since), bucket], |r| {
@@ -182,8 +186,9 @@ mod tests {
             "INSERT INTO attempts VALUES ('a', 10, 'success'), ('a', 30, 'server'), ('b', 70000, 'server');",
         )
         .expect("attempts");
-        forget_attempts_of(&conn, "SELECT ?1", ["b"]).expect("forget b");
-        forget_attempts_of(&conn, "SELECT ?1", ["a"]).expect("forget a");
+        let mut none = Tally::default();
+        forget_attempts_of(&conn, &mut none, "SELECT ?1", ["b"]).expect("forget b");
+        forget_attempts_of(&conn, &mut none, "SELECT ?1", ["a"]).expect("forget a");
         assert_eq!(rows(0), vec![(0, "success".to_owned(), 2)]);
         let empty: i64 = conn
             .query_row(
@@ -193,5 +198,37 @@ mod tests {
             )
             .expect("count");
         assert_eq!(empty, 0);
+    }
+}
+
+#[cfg(test)]
+mod agreement {
+    use super::*;
+
+    /// The backfill and the purge round a start to its minute as
+    /// `chart::minute_of` does, before the epoch too.
+    #[test]
+    fn sql_and_rust_agree_on_the_minute() {
+        assert!(MIGRATION.contains(MINUTE_OF_START));
+        let conn = Connection::open_in_memory().expect("open");
+        for at in [
+            -120_001,
+            -60_000,
+            -1,
+            0,
+            1,
+            59_999,
+            60_000,
+            1_700_000_012_345,
+        ] {
+            let sql: i64 = conn
+                .query_row(
+                    &format!("SELECT {MINUTE_OF_START} FROM (SELECT ?1 AS started_at)"),
+                    [at],
+                    |r| r.get(0),
+                )
+                .expect("minute");
+            assert_eq!(sql, minute_of(at), "{at}");
+        }
     }
 }

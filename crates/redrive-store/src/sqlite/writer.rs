@@ -82,6 +82,10 @@ pub enum Durability {
 /// statements per record). A held statement is found by its text's address.
 /// Every other statement goes through the connection as before (`Writing`
 /// dereferences to it).
+///
+/// It also holds the group's tally of recorded attempts for the chart (see
+/// `minutes`), which `commit_group` adds to its table just before the
+/// commit and forgets after the group, committed or not.
 pub struct Writing<'c> {
     conn: &'c Connection,
     held: RefCell<Vec<(&'static str, Statement<'c>)>>,
@@ -104,6 +108,17 @@ impl<'c> Writing<'c> {
     /// added to `attempt_minutes` with the group's commit.
     pub fn tally_attempt(&self, started_at: i64, class: &str) {
         self.tally.borrow_mut().note(started_at, class);
+    }
+
+    /// Takes the attempts of the messages `slice` selects out of the
+    /// chart's minutes (see `minutes::forget_attempts_of`), after adding
+    /// what the group tallied so far.
+    pub fn forget_attempts_of<P: rusqlite::Params>(
+        &self,
+        slice: &str,
+        params: P,
+    ) -> rusqlite::Result<()> {
+        super::minutes::forget_attempts_of(self.conn, &mut self.tally.borrow_mut(), slice, params)
     }
 
     /// Runs `use_it` on the statement of `sql`, prepared on first use and
