@@ -1537,15 +1537,7 @@ mod tests {
     /// `crm`, due at 10, both claimed at 20 under lease `L` until
     /// `lease_until`.
     async fn two_claimed(lease_until: i64) -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = SqliteStore::open(&dir.path().join("x.db")).expect("open");
-        store
-            .enqueue(vec![
-                new_message("01A", "crm", "k1", 10),
-                new_message("01B", "crm", "k2", 10),
-            ])
-            .await
-            .expect("enqueue");
+        let (dir, _, store) = two_due().await;
         let claimed = store
             .claim(20, want("crm", 2), "L".into(), lease_until)
             .await
@@ -1731,6 +1723,22 @@ mod tests {
         }
     }
 
+    /// A store in a temporary directory holding 01A and 01B of `crm`, due
+    /// at 10, and the database's path.
+    async fn two_due() -> (tempfile::TempDir, std::path::PathBuf, SqliteStore) {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("x.db");
+        let store = SqliteStore::open(&path).expect("open");
+        store
+            .enqueue(vec![
+                new_message("01A", "crm", "k1", 10),
+                new_message("01B", "crm", "k2", 10),
+            ])
+            .await
+            .expect("enqueue");
+        (dir, path, store)
+    }
+
     /// Claims the first due message of `crm` at `at` under `lease` and
     /// records an attempt of `class` started then.
     async fn attempt_once(store: &SqliteStore, lease: &str, at: i64, class: &str, next: NextState) {
@@ -1840,16 +1848,7 @@ mod tests {
     /// without attempts behind it.
     #[tokio::test]
     async fn a_purge_in_the_group_of_a_record_leaves_the_minutes_exact() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("x.db");
-        let store = SqliteStore::open(&path).expect("open");
-        store
-            .enqueue(vec![
-                new_message("01A", "crm", "k1", 10),
-                new_message("01B", "crm", "k2", 10),
-            ])
-            .await
-            .expect("enqueue");
+        let (_dir, path, store) = two_due().await;
         attempt_once(&store, "L0", 20, "success", NextState::Delivered).await;
         let claimed = store
             .claim(25, want("crm", 1), "L1".into(), 1_000)
@@ -1883,16 +1882,7 @@ mod tests {
     /// attempts it holds when it is opened.
     #[tokio::test]
     async fn an_older_database_gets_its_minutes_from_its_attempts() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("x.db");
-        let store = SqliteStore::open(&path).expect("open");
-        store
-            .enqueue(vec![
-                new_message("01A", "crm", "k1", 10),
-                new_message("01B", "crm", "k2", 10),
-            ])
-            .await
-            .expect("enqueue");
+        let (_dir, path, store) = two_due().await;
         for (lease, at) in [("L0", 61_000), ("L1", 62_000)] {
             let next = NextState::Retry { at: at + 10_000 };
             attempt_once(&store, lease, at, "server", next).await;
