@@ -508,10 +508,16 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
             MIGRATIONS.len()
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+    if version > 0 && version < MIGRATIONS.len() {
         // Some read every row (6 counts the attempts by minute): on a large
         // database the first start after an upgrade takes a while.
-        tracing::info!(migration = i + 1, "migrating the database schema");
+        tracing::info!(
+            from = version,
+            to = MIGRATIONS.len(),
+            "migrating the database schema"
+        );
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         conn.execute_batch(&format!(
             "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
             i + 1
