@@ -15,29 +15,52 @@ use rusqlite::{params, Connection};
 
 use crate::chart::{minute_of, whole_minutes};
 
+/// The table's definition, for the migration and for tests that build a
+/// bare database.
+macro_rules! table {
+    () => {
+        "CREATE TABLE attempt_minutes (
+    minute INTEGER NOT NULL,
+    class  TEXT NOT NULL,
+    n      INTEGER NOT NULL,
+    PRIMARY KEY (minute, class)
+) WITHOUT ROWID;"
+    };
+}
+
+/// The minute of an attempt's start in SQL, as `chart::minute_of` says it
+/// (rounded down, also before the epoch, where `%` keeps the sign).
+macro_rules! minute_of_start {
+    () => {
+        "started_at - ((started_at % 60000) + 60000) % 60000"
+    };
+}
+
 /// Migration 6 (SQLite only: PostgreSQL records attempts from many
 /// connections at once, and one counter row per minute would make them
 /// wait for each other). The table, filled from the attempts already kept;
 /// the failed attempts by start time for the report (successes, nearly all
 /// attempts, no longer pay for an index by time).
-pub const MIGRATION: &str = "
-CREATE TABLE attempt_minutes (
-    minute INTEGER NOT NULL,
-    class  TEXT NOT NULL,
-    n      INTEGER NOT NULL,
-    PRIMARY KEY (minute, class)
-) WITHOUT ROWID;
+pub const MIGRATION: &str = concat!(
+    table!(),
+    "
 INSERT INTO attempt_minutes (minute, class, n)
-    SELECT started_at - ((started_at % 60000) + 60000) % 60000, class, COUNT(*)
+    SELECT ",
+    minute_of_start!(),
+    ", class, COUNT(*)
     FROM attempts GROUP BY 1, 2;
 CREATE INDEX attempts_failed ON attempts (started_at) WHERE class != 'success';
 DROP INDEX attempts_by_start;
-";
+"
+);
 
-/// The minute of an attempt's start in SQL, as `chart::minute_of` says it
-/// (rounded down, also before the epoch, where `%` keeps the sign): the
-/// migration's backfill spells the same.
-const MINUTE_OF_START: &str = "started_at - ((started_at % 60000) + 60000) % 60000";
+/// The table alone, as the migration creates it.
+#[cfg(test)]
+pub const TABLE: &str = table!();
+
+/// The minute of an attempt's start in SQL (see `minute_of_start!`): the
+/// purge's counts and the tests' check use the migration's expression.
+pub const MINUTE_OF_START: &str = minute_of_start!();
 
 /// Adds `n` (negative to take away) to a minute's count of a class; a count
 /// that reaches zero is deleted (`FORGET_EMPTY`).
@@ -147,11 +170,9 @@ mod tests {
     #[test]
     fn a_tally_adds_up_by_minute_and_class_and_the_purge_takes_back() {
         let conn = Connection::open_in_memory().expect("open");
-        conn.execute_batch(
-            "CREATE TABLE attempts (message_id TEXT, started_at INTEGER, class TEXT);
-             CREATE TABLE attempt_minutes (minute INTEGER NOT NULL, class TEXT NOT NULL,
-                 n INTEGER NOT NULL, PRIMARY KEY (minute, class)) WITHOUT ROWID;",
-        )
+        conn.execute_batch(&format!(
+            "CREATE TABLE attempts (message_id TEXT, started_at INTEGER, class TEXT); {TABLE}"
+        ))
         .expect("schema");
         let mut tally = Tally::default();
         for (at, class) in [
@@ -199,11 +220,6 @@ mod tests {
             .expect("count");
         assert_eq!(empty, 0);
     }
-}
-
-#[cfg(test)]
-mod agreement {
-    use super::*;
 
     /// The backfill and the purge round a start to its minute as
     /// `chart::minute_of` does, before the epoch too.

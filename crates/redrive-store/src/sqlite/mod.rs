@@ -1781,10 +1781,10 @@ mod tests {
         };
         (
             rows("SELECT minute, class, n FROM attempt_minutes ORDER BY 1, 2"),
-            rows(
-                "SELECT started_at - ((started_at % 60000) + 60000) % 60000, class, COUNT(*) \
-                 FROM attempts GROUP BY 1, 2 ORDER BY 1, 2",
-            ),
+            rows(&format!(
+                "SELECT {}, class, COUNT(*) FROM attempts GROUP BY 1, 2 ORDER BY 1, 2",
+                minutes::MINUTE_OF_START
+            )),
         )
     }
 

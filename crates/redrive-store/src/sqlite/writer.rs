@@ -535,11 +535,10 @@ pub(super) mod tests {
     #[test]
     fn a_failing_job_rolls_back_its_whole_group() {
         let conn = Connection::open_in_memory().expect("open");
-        conn.execute_batch(
-            "CREATE TABLE t (x INTEGER);
-             CREATE TABLE attempt_minutes (minute INTEGER NOT NULL, class TEXT NOT NULL,
-                 n INTEGER NOT NULL, PRIMARY KEY (minute, class)) WITHOUT ROWID;",
-        )
+        conn.execute_batch(&format!(
+            "CREATE TABLE t (x INTEGER); {}",
+            crate::sqlite::minutes::TABLE
+        ))
         .expect("schema");
         let counts = Arc::new(CommitCounts::default());
         let tx = start(conn, Arc::clone(&counts), None).expect("start");
