@@ -13,19 +13,19 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use http::Uri;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use redrive_core::{AttemptContext, Decision, ErrorClass, RequestFacts};
+use redrive_core::ErrorClass;
 use redrive_store::{AttemptRecord, Claimed, Filter, Message, NextState, Store, StoreError};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::alerts::{self, AlertSender, ParkedAlert};
 use crate::breaker::{BreakerConfig, CircuitState};
-use crate::client::{Attempted, HttpClient, OutboundRequest};
+use crate::client::HttpClient;
 use crate::destination::{Destination, DestinationRuntime};
-use crate::redact;
+use crate::outcome::{decide, observe};
+use crate::request::build_request_with;
 
 /// The engine's clock, in milliseconds since the Unix epoch. Tests may pass
 /// their own.
@@ -685,195 +685,6 @@ impl<S: Store> Engine<S> {
             .await
         {
             tracing::error!(message_id = %message.id, error = %e, "cannot record the attempt");
-        }
-    }
-}
-
-/// The request of one attempt: the message's headers, then the destination's
-/// (which win), the idempotency key where the policy sends one, and the
-/// signature headers.
-pub fn build_request(
-    dest: &Destination,
-    m: &Message,
-    now_ms: i64,
-) -> Result<OutboundRequest, String> {
-    build_request_with(dest, m, m.body.clone(), now_ms)
-}
-
-/// [`build_request`] with the body given apart, so a caller that owns the
-/// message can move it rather than copy it.
-fn build_request_with(
-    dest: &Destination,
-    m: &Message,
-    body: Vec<u8>,
-    now_ms: i64,
-) -> Result<OutboundRequest, String> {
-    let method = Method::from_bytes(m.method.as_bytes())
-        .map_err(|_| format!("`{}` is not an HTTP method", m.method))?;
-    let uri = dest
-        .url_for(&m.path)
-        .map_err(|e| format!("`{}{}` is not a URL: {e}", dest.url, m.path))?;
-    let mut headers = HeaderMap::new();
-    for (k, v) in &m.headers {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) else {
-            return Err(format!("header `{k}` is not valid"));
-        };
-        headers.insert(name, value);
-    }
-    for (name, value) in &dest.headers {
-        headers.insert(name.clone(), value.clone());
-    }
-    if let Some(h) = &dest.policy.idempotency_header {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(h.as_bytes()),
-            HeaderValue::from_str(&m.idempotency_key),
-        ) {
-            headers.insert(name, value);
-        }
-    }
-    if let Some(secret) = &dest.signing {
-        let ts = now_ms.div_euclid(1000);
-        let signature = secret.sign(&m.id, ts, &body);
-        let pairs = [
-            ("webhook-id", m.id.clone()),
-            ("webhook-timestamp", ts.to_string()),
-            ("webhook-signature", signature),
-        ];
-        for (k, v) in pairs {
-            if let Ok(v) = HeaderValue::from_str(&v) {
-                headers.insert(HeaderName::from_static(k), v);
-            }
-        }
-    }
-    Ok(OutboundRequest {
-        method,
-        uri,
-        headers,
-        body: Bytes::from(body),
-        timeout: dest.policy.attempt_timeout,
-    })
-}
-
-/// The core's decision on an attempt, as a record and the next state, plus
-/// whether the receiver looked healthy (for the breaker).
-fn decide(
-    dest: &DestinationRuntime,
-    m: &Message,
-    attempted: &Attempted,
-    started: i64,
-    done: i64,
-    excerpt_limit: usize,
-    jitter_seed: u64,
-) -> (AttemptRecord, NextState, ErrorClass, bool) {
-    let policy = &dest.config.policy;
-    let to_time = |ms: i64| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    let ctx = AttemptContext {
-        attempt: m.attempts + 1,
-        now: to_time(done),
-        cycle_started_at: to_time(m.cycle_started_at),
-    };
-    let facts = RequestFacts {
-        method: &m.method,
-        idempotency_key: false,
-        marked_idempotent: m.marked_idempotent,
-    };
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(jitter_seed);
-    let (decision, class, rule, links) = attempted.with_outcome(|outcome| {
-        let v = policy.decide(&facts, outcome, &ctx, &mut rng);
-        (
-            v.decision,
-            v.class(),
-            v.explain(policy, ctx.attempt),
-            v.classification
-                .signals
-                .link_identities
-                .as_ref()
-                .map(|l| l.to_string()),
-        )
-    });
-    let (next, delay_ms) = match decision {
-        Decision::Delivered => (NextState::Delivered, None),
-        Decision::Retry { delay, .. } => (
-            NextState::Retry {
-                at: done + delay.as_millis() as i64,
-            },
-            Some(delay.as_millis() as u64),
-        ),
-        Decision::Park { reason } => (
-            NextState::Parked {
-                reason: reason.as_str().to_owned(),
-            },
-            None,
-        ),
-    };
-    let (status, transport, excerpt, detail) = match &attempted.result {
-        Ok(r) => (
-            Some(r.status),
-            None,
-            redact::excerpt(&r.body, excerpt_limit, &dest.secrets),
-            Some(rule),
-        ),
-        Err(e) => (
-            None,
-            Some(e.kind.as_str().to_owned()),
-            None,
-            Some(format!("{}; {rule}", e.detail)),
-        ),
-    };
-    let healthy = matches!(
-        class,
-        ErrorClass::Success
-            | ErrorClass::Content
-            | ErrorClass::Auth
-            | ErrorClass::NotFound
-            | ErrorClass::Conflict
-    );
-    let record = AttemptRecord {
-        started_at: started,
-        latency_ms: attempted.latency.as_millis() as u64,
-        status,
-        transport,
-        class: class.as_str().to_owned(),
-        decision: decision.as_str().to_owned(),
-        reason: decision.reason().to_owned(),
-        delay_ms,
-        response_excerpt: excerpt,
-        detail,
-        link_identities: links,
-        ..AttemptRecord::default()
-    };
-    (record, next, class, healthy)
-}
-
-/// One structured line per failed attempt, WARN for a park, and the metrics.
-fn observe(dest: &DestinationRuntime, m: &Message, r: &AttemptRecord, attempted: &Attempted) {
-    let metrics = dest.metrics();
-    metrics.attempts(&r.class, &r.decision).increment(1);
-    metrics.latency.record(attempted.latency.as_secs_f64());
-    let attempt = m.attempts + 1;
-    match r.decision.as_str() {
-        "delivered" => {
-            // From acceptance to delivery, over every cycle.
-            let seconds =
-                ((r.started_at + r.latency_ms as i64 - m.created_at).max(0) as f64) / 1000.0;
-            metrics.delivery.record(seconds);
-            tracing::debug!(message_id = %m.id, destination = %m.destination, attempt, latency_ms = r.latency_ms, "delivered");
-        }
-        "retry" => tracing::info!(
-            message_id = %m.id, destination = %m.destination, attempt, class = %r.class,
-            status = r.status, transport = r.transport.as_deref(), latency_ms = r.latency_ms,
-            delay_ms = r.delay_ms, "attempt failed; will retry"
-        ),
-        _ => {
-            metrics::counter!("redrive_parked_total", "destination" => m.destination.clone(), "reason" => r.reason.clone()).increment(1);
-            tracing::warn!(
-                message_id = %m.id, destination = %m.destination, attempt, class = %r.class,
-                status = r.status, transport = r.transport.as_deref(), latency_ms = r.latency_ms,
-                reason = %r.reason, "attempt failed; message parked"
-            );
         }
     }
 }

@@ -14,7 +14,9 @@ pub mod destination;
 pub mod engine;
 pub mod limits;
 pub mod observed;
+mod outcome;
 pub mod redact;
+mod request;
 pub mod signing;
 
 pub use breaker::{BreakerConfig, CircuitState};
@@ -22,6 +24,7 @@ pub use client::{
     Attempted, ClientConfig, HttpClient, OutboundRequest, ReceivedResponse, TransportError,
 };
 pub use destination::Destination;
-pub use engine::{build_request, Clock, Engine, EngineConfig, SystemClock};
+pub use engine::{Clock, Engine, EngineConfig, SystemClock};
 pub use limits::Rate;
+pub use request::build_request;
 pub use signing::SigningSecret;

@@ -1,0 +1,138 @@
+//! What an attempt came to: the core's decision turned into the store's
+//! attempt record and next state, and the metrics and log line of it.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use rand::SeedableRng;
+use redrive_core::{AttemptContext, Decision, ErrorClass, RequestFacts};
+use redrive_store::{AttemptRecord, Message, NextState};
+
+use crate::client::Attempted;
+use crate::destination::DestinationRuntime;
+use crate::redact;
+
+/// The core's decision on an attempt, as a record and the next state, plus
+/// whether the receiver looked healthy (for the breaker).
+pub(crate) fn decide(
+    dest: &DestinationRuntime,
+    m: &Message,
+    attempted: &Attempted,
+    started: i64,
+    done: i64,
+    excerpt_limit: usize,
+    jitter_seed: u64,
+) -> (AttemptRecord, NextState, ErrorClass, bool) {
+    let policy = &dest.config.policy;
+    let to_time = |ms: i64| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    let ctx = AttemptContext {
+        attempt: m.attempts + 1,
+        now: to_time(done),
+        cycle_started_at: to_time(m.cycle_started_at),
+    };
+    let facts = RequestFacts {
+        method: &m.method,
+        idempotency_key: false,
+        marked_idempotent: m.marked_idempotent,
+    };
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(jitter_seed);
+    let (decision, class, rule, links) = attempted.with_outcome(|outcome| {
+        let v = policy.decide(&facts, outcome, &ctx, &mut rng);
+        (
+            v.decision,
+            v.class(),
+            v.explain(policy, ctx.attempt),
+            v.classification
+                .signals
+                .link_identities
+                .as_ref()
+                .map(|l| l.to_string()),
+        )
+    });
+    let (next, delay_ms) = match decision {
+        Decision::Delivered => (NextState::Delivered, None),
+        Decision::Retry { delay, .. } => (
+            NextState::Retry {
+                at: done + delay.as_millis() as i64,
+            },
+            Some(delay.as_millis() as u64),
+        ),
+        Decision::Park { reason } => (
+            NextState::Parked {
+                reason: reason.as_str().to_owned(),
+            },
+            None,
+        ),
+    };
+    let (status, transport, excerpt, detail) = match &attempted.result {
+        Ok(r) => (
+            Some(r.status),
+            None,
+            redact::excerpt(&r.body, excerpt_limit, &dest.secrets),
+            Some(rule),
+        ),
+        Err(e) => (
+            None,
+            Some(e.kind.as_str().to_owned()),
+            None,
+            Some(format!("{}; {rule}", e.detail)),
+        ),
+    };
+    let healthy = matches!(
+        class,
+        ErrorClass::Success
+            | ErrorClass::Content
+            | ErrorClass::Auth
+            | ErrorClass::NotFound
+            | ErrorClass::Conflict
+    );
+    let record = AttemptRecord {
+        started_at: started,
+        latency_ms: attempted.latency.as_millis() as u64,
+        status,
+        transport,
+        class: class.as_str().to_owned(),
+        decision: decision.as_str().to_owned(),
+        reason: decision.reason().to_owned(),
+        delay_ms,
+        response_excerpt: excerpt,
+        detail,
+        link_identities: links,
+        ..AttemptRecord::default()
+    };
+    (record, next, class, healthy)
+}
+
+/// One structured line per failed attempt, WARN for a park, and the metrics.
+pub(crate) fn observe(
+    dest: &DestinationRuntime,
+    m: &Message,
+    r: &AttemptRecord,
+    attempted: &Attempted,
+) {
+    let metrics = dest.metrics();
+    metrics.attempts(&r.class, &r.decision).increment(1);
+    metrics.latency.record(attempted.latency.as_secs_f64());
+    let attempt = m.attempts + 1;
+    match r.decision.as_str() {
+        "delivered" => {
+            // From acceptance to delivery, over every cycle.
+            let seconds =
+                ((r.started_at + r.latency_ms as i64 - m.created_at).max(0) as f64) / 1000.0;
+            metrics.delivery.record(seconds);
+            tracing::debug!(message_id = %m.id, destination = %m.destination, attempt, latency_ms = r.latency_ms, "delivered");
+        }
+        "retry" => tracing::info!(
+            message_id = %m.id, destination = %m.destination, attempt, class = %r.class,
+            status = r.status, transport = r.transport.as_deref(), latency_ms = r.latency_ms,
+            delay_ms = r.delay_ms, "attempt failed; will retry"
+        ),
+        _ => {
+            metrics::counter!("redrive_parked_total", "destination" => m.destination.clone(), "reason" => r.reason.clone()).increment(1);
+            tracing::warn!(
+                message_id = %m.id, destination = %m.destination, attempt, class = %r.class,
+                status = r.status, transport = r.transport.as_deref(), latency_ms = r.latency_ms,
+                reason = %r.reason, "attempt failed; message parked"
+            );
+        }
+    }
+}
