@@ -134,6 +134,12 @@ pub fn explain(policy: &Policy) -> String {
     );
     let _ = writeln!(
         out,
+        "  (the earliest times: while a destination's circuit breaker is open, after failures \
+         in a row of any of its messages, every due message of it waits, and an attempt held \
+         says so in its message's timeline)"
+    );
+    let _ = writeln!(
+        out,
         "  attempt timeout {}; deadline {}; Retry-After {}",
         HumanDuration(p.attempt_timeout),
         p.deadline

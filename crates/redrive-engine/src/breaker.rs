@@ -58,6 +58,9 @@ pub struct Breaker {
     open_until: Option<i64>,
     cool_down: Duration,
     probe_in_flight: bool,
+    /// The last time it held messages back: from when it opened until it
+    /// closed (`None`: still open or half-open).
+    held: Option<(i64, Option<i64>)>,
 }
 
 impl Breaker {
@@ -69,6 +72,7 @@ impl Breaker {
             open_until: None,
             cool_down: config.cool_down,
             probe_in_flight: false,
+            held: None,
         }
     }
 
@@ -117,7 +121,11 @@ impl Breaker {
         self.probe_in_flight = false;
         if healthy {
             self.failures = 0;
-            self.open_until = None;
+            if self.open_until.take().is_some() {
+                if let Some((_, closed)) = &mut self.held {
+                    *closed = Some(now);
+                }
+            }
             self.cool_down = self.config.cool_down;
             return;
         }
@@ -127,7 +135,17 @@ impl Breaker {
             self.open_until = Some(now + self.cool_down.as_millis() as i64);
         } else if self.failures >= self.config.failure_threshold && self.open_until.is_none() {
             self.open_until = Some(now + self.cool_down.as_millis() as i64);
+            self.held = Some((now, None));
         }
+    }
+
+    /// How long, of the time from `due` to `now`, the circuit held messages
+    /// back (open, or half-open until its probe closed it): what an attempt
+    /// due at `due` and starting at `now` waited for the breaker, if at all.
+    pub fn held_for(&self, due: i64, now: i64) -> Option<i64> {
+        let (opened, closed) = self.held?;
+        let held = closed.unwrap_or(now).min(now) - opened.max(due);
+        (held > 0).then_some(held)
     }
 
     /// Gives up a probe slot without a result (the attempt did not happen).
@@ -179,6 +197,22 @@ mod tests {
             assert_eq!(b.reopens_at(), Some(now + expected));
             now += expected;
         }
+    }
+
+    /// An attempt knows how long of its wait the circuit held it back.
+    #[test]
+    fn the_hold_of_an_attempt_is_the_open_time_after_it_was_due() {
+        let mut b = breaker();
+        assert_eq!(b.held_for(0, 50_000), None, "never opened");
+        for t in 0..3 {
+            b.on_result(false, 1_000 + t);
+        }
+        // Open from 1,002; the probe at 11,002 closes it at 11,050.
+        assert!(b.try_acquire(11_002));
+        b.on_result(true, 11_050);
+        assert_eq!(b.held_for(0, 11_050), Some(10_048));
+        assert_eq!(b.held_for(5_000, 11_060), Some(6_050), "due while open");
+        assert_eq!(b.held_for(12_000, 12_500), None, "due after it closed");
     }
 
     #[test]

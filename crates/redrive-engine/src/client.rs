@@ -8,7 +8,9 @@
 
 use std::error::Error as StdError;
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Uri};

@@ -1,6 +1,7 @@
 //! A destination: where messages go, under which policy, with which headers
 //! and limits. Built from configuration by the server; used by the workers.
 
+use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -119,14 +120,34 @@ pub struct DestinationRuntime {
     /// Values to redact from responses.
     pub secrets: Vec<String>,
     metrics: OnceLock<DestinationMetrics>,
+    /// Its place in the engine's list (and the scheduler's entries).
+    pub(crate) index: usize,
+    /// Due, but set aside by the scheduler until its window has room again
+    /// or its circuit's probe ends: the end of an attempt puts it back.
+    pub(crate) set_aside: AtomicBool,
+    /// When it was due as it was set aside (its place when put back).
+    pub(crate) set_aside_due: AtomicI64,
 }
 
 impl DestinationRuntime {
     /// Its run-time state, fresh. `lease_slack` is how much longer a lease
     /// runs than this destination's attempt timeout (see `claim_window`).
     pub fn new(config: Destination, breaker: BreakerConfig, lease_slack: Duration) -> Self {
+        Self::at(0, config, breaker, lease_slack)
+    }
+
+    /// [`DestinationRuntime::new`], at `index` in the engine's list.
+    pub(crate) fn at(
+        index: usize,
+        config: Destination,
+        breaker: BreakerConfig,
+        lease_slack: Duration,
+    ) -> Self {
         let window_size = claim_window(&config, lease_slack);
         DestinationRuntime {
+            index,
+            set_aside: AtomicBool::new(false),
+            set_aside_due: AtomicI64::new(0),
             window: Arc::new(Semaphore::new(window_size)),
             window_size,
             in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),

@@ -1,15 +1,17 @@
 //! The scheduler and the workers.
 //!
-//! The scheduler claims due messages in batches under a lease (skipping
-//! destinations whose circuit is open or whose `max_in_flight` is used up) and
-//! spawns one task per message. A task waits for its destination's limits,
+//! The scheduler keeps in memory which destinations may have messages due
+//! and from when (`due`), claims from those that are due in batches under a
+//! lease (sharing the batch fairly between them, and setting aside
+//! destinations whose circuit is open or whose claim window is full), sleeps
+//! until the earliest due time, and spawns one task per message. A task waits for its destination's limits,
 //! makes the attempt, asks the core for the decision and has the store record
 //! the attempt and the next state in one transaction. **The engine never
 //! decides policy**: the core does; **only the store changes a message's
 //! state**: the engine reports.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,13 +19,16 @@ use http::Uri;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redrive_core::ErrorClass;
-use redrive_store::{AttemptRecord, Claimed, Filter, Message, NextState, Store, StoreError};
+use redrive_store::{
+    AttemptRecord, Claimed, Filter, Message, NextState, Store, StoreError, Wakeups,
+};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::alerts::{self, AlertSender, ParkedAlert};
 use crate::breaker::{BreakerConfig, CircuitState};
 use crate::client::HttpClient;
 use crate::destination::{Destination, DestinationRuntime};
+use crate::due::{shares, DueSchedule};
 use crate::outcome::{decide, observe};
 use crate::request::build_request_with;
 
@@ -46,18 +51,17 @@ impl Clock for SystemClock {
     }
 }
 
-/// How often the scheduler looks for messages of destinations that are not
-/// configured.
-const UNKNOWN_SWEEP_MS: i64 = 60_000;
-
 /// What a claim round found.
 enum Round {
     /// Some destination got all it asked for: more may be due now.
     Full,
-    /// It asked and got less: nothing more is due now.
+    /// It asked and got less, or nothing was due: sleep until the earliest
+    /// due time.
     Partial,
-    /// No destination had room to ask.
+    /// The engine's slots are used up: attempts that end wake it.
     NoRoom,
+    /// The store failed: wait before asking again.
+    Failed,
 }
 
 /// How the engine runs.
@@ -71,8 +75,18 @@ pub struct EngineConfig {
     pub max_in_flight: usize,
     /// Added to the longest attempt timeout to make the lease.
     pub lease_margin: Duration,
-    /// The longest the scheduler sleeps without looking for due messages.
+    /// How long the scheduler waits after the store failed, or while due
+    /// messages wait for the engine's slots (attempts that end wake it
+    /// sooner). It never polls when something is due: it sleeps until the
+    /// earliest due time it knows.
     pub idle_poll: Duration,
+    /// How often the scheduler reads every destination's next due time from
+    /// the store (`Store::due_by_destination`), which costs a probe per
+    /// destination with pending messages: a safety net for what it was not
+    /// told (an attempt task that died, another node that died holding
+    /// leases), and when it parks the messages of destinations no longer
+    /// configured.
+    pub resync: Duration,
     /// Circuit breaker settings, for every destination.
     pub breaker: BreakerConfig,
     /// Delivered and discarded messages older than this are purged.
@@ -93,6 +107,7 @@ impl Default for EngineConfig {
             max_in_flight: 1024,
             lease_margin: Duration::from_secs(30),
             idle_poll: Duration::from_secs(1),
+            resync: Duration::from_secs(30),
             breaker: BreakerConfig::default(),
             retention: Some(Duration::from_secs(7 * 86_400)),
             shutdown_grace: Duration::from_secs(10),
@@ -118,6 +133,16 @@ impl<S: Store> Clone for Engine<S> {
 struct Inner<S> {
     store: S,
     destinations: HashMap<String, Arc<DestinationRuntime>>,
+    /// The destinations by index (`DestinationRuntime::index`).
+    by_index: Vec<Arc<DestinationRuntime>>,
+    /// Which destinations may have messages due, and from when.
+    due: Mutex<DueSchedule>,
+    /// Until when the scheduler sleeps (`i64::MAX` while it works): a note
+    /// earlier than this wakes it.
+    sleeping_until: AtomicI64,
+    /// The store changed behind the engine's back (`Engine::wake`), or a
+    /// redrive made messages due: read every destination's due time.
+    resync: AtomicBool,
     client: HttpClient,
     config: EngineConfig,
     clock: Arc<dyn Clock>,
@@ -127,13 +152,8 @@ struct Inner<S> {
     alerts: Mutex<Option<AlertSender>>,
     rng: Mutex<StdRng>,
     lease_ms: i64,
-    /// Destination names, sorted: the order claims visit them in, rotated.
-    order: Vec<String>,
-    /// Claim rounds so far, to rotate `order`.
-    round: AtomicUsize,
-    /// The last round left out a destination it could not ask: the batch
-    /// was used up before its turn, or its circuit was open. Then every end
-    /// of an attempt wakes the scheduler, so that it asks again soon.
+    /// The last round left due destinations out for want of room: then every
+    /// end of an attempt wakes the scheduler, so that it asks again soon.
     left_out: AtomicBool,
 }
 
@@ -152,24 +172,28 @@ impl<S: Store> Engine<S> {
             .max()
             .unwrap_or(Duration::from_secs(30));
         let lease_ms = (longest + config.lease_margin).as_millis() as i64;
-        let mut order: Vec<String> = destinations.iter().map(|d| d.name.clone()).collect();
-        order.sort();
-        let destinations = destinations
+        let by_index: Vec<Arc<DestinationRuntime>> = destinations
             .into_iter()
-            .map(|d| {
-                (d.name.clone(), {
-                    // The lease outlasts this destination's timeout by
-                    // the margin, and by how much longer the longest is.
-                    let slack =
-                        longest.saturating_sub(d.policy.attempt_timeout) + config.lease_margin;
-                    Arc::new(DestinationRuntime::new(d, config.breaker, slack))
-                })
+            .enumerate()
+            .map(|(i, d)| {
+                // The lease outlasts this destination's timeout by the
+                // margin, and by how much longer the longest is.
+                let slack = longest.saturating_sub(d.policy.attempt_timeout) + config.lease_margin;
+                Arc::new(DestinationRuntime::at(i, d, config.breaker, slack))
             })
+            .collect();
+        let destinations = by_index
+            .iter()
+            .map(|d| (d.config.name.clone(), Arc::clone(d)))
             .collect();
         Engine {
             inner: Arc::new(Inner {
                 store,
                 destinations,
+                due: Mutex::new(DueSchedule::new(by_index.len())),
+                by_index,
+                sleeping_until: AtomicI64::new(i64::MAX),
+                resync: AtomicBool::new(true),
                 client,
                 slots: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
                 config,
@@ -179,8 +203,6 @@ impl<S: Store> Engine<S> {
                 alerts: Mutex::new(None),
                 rng: Mutex::new(StdRng::from_os_rng()),
                 lease_ms,
-                order,
-                round: AtomicUsize::new(0),
                 left_out: AtomicBool::new(false),
             }),
         }
@@ -196,25 +218,50 @@ impl<S: Store> Engine<S> {
         self.inner.clock.now_ms()
     }
 
-    /// Tells the scheduler there may be new due messages, so it does not wait
-    /// for its next poll. The methods below call it; callers that change the
-    /// store some other way call it themselves.
+    /// Tells the scheduler that the store changed in ways the engine did
+    /// not see (messages stored or made due without its methods, or a clock
+    /// that jumped): it reads every destination's next due time again and
+    /// claims what is due. The methods below tell it what they changed
+    /// themselves; only callers that change the store some other way need
+    /// this.
     pub fn wake(&self) {
+        self.inner.resync.store(true, Ordering::SeqCst);
         self.inner.wake.notify_one();
     }
 
-    /// Stores new messages (see [`Store::enqueue`]) and wakes the scheduler
-    /// when one was created.
+    /// Notes that destination `i` may have a message due at `at`, and wakes
+    /// the scheduler if it sleeps past then.
+    fn note_due(&self, i: usize, at: i64) {
+        let inner = &self.inner;
+        let moved = inner
+            .due
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .note(i, at);
+        if moved && at < inner.sleeping_until.load(Ordering::SeqCst) {
+            inner.wake.notify_one();
+        }
+    }
+
+    /// [`Engine::note_due`] by destination name (unknown ones are left to
+    /// the sweep that parks them).
+    fn note_due_of(&self, destination: &str, at: i64) {
+        if let Some(d) = self.inner.destinations.get(destination) {
+            self.note_due(d.index, at);
+        }
+    }
+
+    /// Stores new messages (see [`Store::enqueue`]) and tells the scheduler
+    /// which destinations they are due at.
     pub async fn enqueue(
         &self,
         batch: Vec<redrive_store::NewMessage>,
     ) -> Result<Vec<redrive_store::Enqueued>, StoreError> {
         let result = self.inner.store.enqueue(batch).await?;
-        if result
-            .iter()
-            .any(|e| matches!(e, redrive_store::Enqueued::Created(_)))
-        {
-            self.wake();
+        for e in &result {
+            if let redrive_store::Enqueued::Created(m) = e {
+                self.note_due_of(&m.destination, m.next_attempt_at.unwrap_or(m.created_at));
+            }
         }
         Ok(result)
     }
@@ -224,6 +271,8 @@ impl<S: Store> Engine<S> {
     pub async fn redrive(&self, ids: Vec<String>) -> Result<Vec<String>, StoreError> {
         let done = self.inner.store.redrive(ids, self.now_ms()).await?;
         if !done.is_empty() {
+            // The store answers with ids; which destinations they were is
+            // one read of the due times away (a person's action: rare).
             self.wake();
         }
         Ok(done)
@@ -312,26 +361,56 @@ impl<S: Store> Engine<S> {
                 }
             })
         });
-        // Other nodes (PostgreSQL's NOTIFY) can make messages due too.
+        // Other nodes (PostgreSQL's NOTIFY) make messages due too, and say
+        // which destinations.
         let mut external = inner.store.wakeups();
-        let mut next_sweep = i64::MIN;
+        let mut next_resync = i64::MIN;
         while !*shutdown.borrow() {
-            if self.now_ms() >= next_sweep {
-                self.park_unknown_destinations().await;
-                next_sweep = self.now_ms() + UNKNOWN_SWEEP_MS;
+            inner.sleeping_until.store(i64::MAX, Ordering::SeqCst);
+            if let Some(w) = &external {
+                self.take_notes(w);
+            }
+            let now = self.now_ms();
+            // The sweep at its period; a wake between them only rereads.
+            let sweep = now >= next_resync;
+            let asked = inner.resync.swap(false, Ordering::SeqCst);
+            if sweep || asked {
+                let read = self.resync(sweep).await;
+                if sweep {
+                    let period = if read {
+                        inner.config.resync
+                    } else {
+                        inner.config.idle_poll
+                    };
+                    next_resync = now + period.as_millis() as i64;
+                }
             }
             let wait = match self.claim_round().await {
                 Round::Full => continue,
-                // Every window is busy (attempts in flight will wake the
-                // loop) or every circuit is open: when the next message is
-                // due does not matter, so it is not read on every wake.
-                Round::NoRoom => inner.config.idle_poll,
-                Round::Partial => self.until_next_due().await,
+                Round::NoRoom | Round::Failed => inner.config.idle_poll,
+                Round::Partial => {
+                    let earliest = inner
+                        .due
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .earliest();
+                    let now = self.now_ms();
+                    let until = earliest.unwrap_or(i64::MAX).min(next_resync);
+                    inner.sleeping_until.store(until, Ordering::SeqCst);
+                    if until > now {
+                        Duration::from_millis((until - now) as u64)
+                    } else {
+                        // Due already, and left out for want of slots (an
+                        // attempt's end wakes the loop) or noted since the
+                        // round (the note woke it).
+                        inner.config.idle_poll
+                    }
+                }
             };
             let woken = async {
                 match external.as_mut() {
-                    Some(rx) => {
-                        if rx.changed().await.is_err() {
+                    Some(w) => {
+                        if !w.changed().await {
                             std::future::pending::<()>().await;
                         }
                     }
@@ -368,19 +447,62 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// Claims one batch and starts its attempts, and says whether more may
-    /// be due now.
+    /// Notes what other nodes announced (see [`redrive_store::wakeups`]).
+    fn take_notes(&self, w: &Wakeups) {
+        let notes = w.take();
+        if notes.unknown {
+            self.inner.resync.store(true, Ordering::SeqCst);
+        }
+        for (destination, at) in notes.due {
+            self.note_due_of(&destination, at);
+        }
+    }
+
+    /// Reads every destination's next due time from the store and notes
+    /// them; with `sweep`, also parks the due messages of destinations no
+    /// longer configured. Says whether the read worked.
+    async fn resync(&self, sweep: bool) -> bool {
+        let due = match self.inner.store.due_by_destination().await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the destinations' due times");
+                return false;
+            }
+        };
+        let mut unknown = Vec::new();
+        for (destination, at) in due {
+            match self.inner.destinations.get(&destination) {
+                Some(d) => self.note_due(d.index, at),
+                None => unknown.push(destination),
+            }
+        }
+        if sweep {
+            self.park_unknown_destinations(unknown).await;
+        }
+        true
+    }
+
+    /// Claims one batch from the destinations due, starts its attempts, and
+    /// says whether more may be due now.
     ///
-    /// It asks each destination for what its claim window has room for, and
-    /// nothing for one whose circuit is open: the store then reads only rows
-    /// it takes, however large the backlog held back. A window is refilled
-    /// once half of it is free, so claims come in batches rather than one per
-    /// finished attempt: a SQLite claim reads past every message still leased
-    /// (in flight, or waiting for its record's commit), so each claim costs
-    /// about as much however few it takes.
+    /// It takes the due destinations from the schedule, earliest first, as
+    /// many as the batch has room for (each gets at least one), and shares
+    /// the room between them ([`shares`]). A destination whose claim window
+    /// is less than half free, or whose circuit's probe is out, is set aside
+    /// until an attempt of it ends; one whose circuit is open goes back to
+    /// the schedule at the end of its cool-down. The store then reads only
+    /// rows it takes, however large the backlog held back. A window is
+    /// refilled once half of it is free, so claims come in batches rather
+    /// than one per finished attempt: a SQLite claim reads past every message
+    /// still leased (in flight, or waiting for its record's commit), so each
+    /// claim costs about as much however few it takes.
+    ///
+    /// Afterwards each destination goes back to the schedule: at once if it
+    /// gave all it was asked for (more may be due), else when the store says
+    /// its next message is due.
     async fn claim_round(&self) -> Round {
         let inner = &self.inner;
-        let mut room = inner
+        let room = inner
             .slots
             .available_permits()
             .min(inner.config.claim_batch);
@@ -388,46 +510,114 @@ impl<S: Store> Engine<S> {
             return Round::NoRoom;
         }
         let now = self.now_ms();
-        // Start at a different destination each round, so a small batch is
-        // shared between destinations over rounds.
-        let start = inner.round.fetch_add(1, Ordering::Relaxed);
-        let mut want: Vec<(String, usize)> = Vec::new();
-        let mut left_out = false;
-        for k in 0..inner.order.len() {
-            let name = &inner.order[(start + k) % inner.order.len()];
-            let Some(d) = inner.destinations.get(name) else {
-                continue;
-            };
-            let free = d.window.available_permits();
-            if free < (d.window_size / 2).max(1) {
-                continue;
+        let mut ready: Vec<(Arc<DestinationRuntime>, i64, usize)> = Vec::new();
+        {
+            let mut due = inner.due.lock().unwrap_or_else(PoisonError::into_inner);
+            while ready.len() < room {
+                let Some((i, at)) = due.pop_due(now) else {
+                    break;
+                };
+                let d = &inner.by_index[i];
+                let free = d.window.available_permits();
+                let breaker = d.breaker();
+                if breaker.state(now) == CircuitState::Open {
+                    let reopens = breaker.reopens_at().unwrap_or(now);
+                    drop(breaker);
+                    due.note(i, reopens);
+                    continue;
+                }
+                let probing = breaker.blocks_claims(now);
+                drop(breaker);
+                if probing || free < (d.window_size / 2).max(1) {
+                    // Set aside until an attempt of it ends. The flag goes
+                    // up before the check below, and an attempt's end looks
+                    // at the window after it frees its place: one of the two
+                    // sees the other.
+                    d.set_aside_due.store(at, Ordering::SeqCst);
+                    d.set_aside.store(true, Ordering::SeqCst);
+                    let free = d.window.available_permits();
+                    if probing
+                        || free < (d.window_size / 2).max(1)
+                        || !d.set_aside.swap(false, Ordering::SeqCst)
+                    {
+                        continue;
+                    }
+                    ready.push((Arc::clone(d), at, free));
+                    continue;
+                }
+                ready.push((Arc::clone(d), at, free));
             }
-            if room == 0 || d.breaker().blocks_claims(now) {
-                left_out = true;
-                continue;
-            }
-            let take = free.min(room);
-            want.push((name.clone(), take));
-            room -= take;
+            // More due than room: attempts that end wake the scheduler.
+            inner
+                .left_out
+                .store(due.earliest().is_some_and(|t| t <= now), Ordering::Relaxed);
         }
-        inner.left_out.store(left_out, Ordering::Relaxed);
-        if want.is_empty() {
-            return Round::NoRoom;
+        if ready.is_empty() {
+            return Round::Partial;
         }
+        let free: Vec<usize> = ready.iter().map(|(_, _, f)| *f).collect();
+        let want: Vec<(String, usize)> = ready
+            .iter()
+            .zip(shares(room, &free))
+            .map(|((d, _, _), n)| (d.config.name.clone(), n))
+            .collect();
         let claimed = match self.claim(now, want.clone()).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot claim due messages");
-                return Round::Partial;
+                // Asked again once the store may have recovered.
+                let later = now + inner.config.idle_poll.as_millis() as i64;
+                for (d, _, _) in &ready {
+                    self.note_due(d.index, later);
+                }
+                return Round::Failed;
             }
         };
-        let full = want.iter().any(|(name, n)| {
-            claimed
-                .iter()
-                .filter(|(c, _)| &c.message.destination == name)
-                .count()
-                == *n
-        });
+        let mut got: HashMap<&str, usize> = HashMap::with_capacity(want.len());
+        for (c, _) in &claimed {
+            *got.entry(c.message.destination.as_str()).or_default() += 1;
+        }
+        let mut full = false;
+        let mut emptied: Vec<String> = Vec::new();
+        for ((d, _, _), (name, n)) in ready.iter().zip(&want) {
+            if *n > 0 && got.get(name.as_str()).copied().unwrap_or(0) >= *n {
+                full = true;
+                self.note_due(d.index, now);
+            } else {
+                emptied.push(name.clone());
+            }
+        }
+        drop(got);
+        self.start(claimed, now).await;
+        if !emptied.is_empty() {
+            match inner.store.due_after(emptied.clone(), now).await {
+                Ok(next) => {
+                    for (name, at) in next {
+                        if let Some(at) = at {
+                            self.note_due_of(&name, at);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read when messages are due next");
+                    let later = now + inner.config.idle_poll.as_millis() as i64;
+                    for name in &emptied {
+                        self.note_due_of(name, later);
+                    }
+                }
+            }
+        }
+        if full {
+            Round::Full
+        } else {
+            Round::Partial
+        }
+    }
+
+    /// Starts an attempt for each claimed message, each holding a place in
+    /// its destination's window and one of the engine's slots.
+    async fn start(&self, claimed: Vec<(Claimed, i64)>, now: i64) {
+        let inner = &self.inner;
         for (c, lease_until) in claimed {
             let permits = inner
                 .destinations
@@ -439,10 +629,15 @@ impl<S: Store> Engine<S> {
                 });
             let Some((dest, window, slot)) = permits else {
                 // Cannot happen (the room was counted); give it back if it does.
-                let _ = inner
+                let destination = c.message.destination.clone();
+                if inner
                     .store
                     .release(vec![(c.message.id, c.lease)], now)
-                    .await;
+                    .await
+                    .is_ok()
+                {
+                    self.note_due_of(&destination, now);
+                }
                 continue;
             };
             let engine = self.clone();
@@ -452,50 +647,32 @@ impl<S: Store> Engine<S> {
                 engine.wake_if_room(&dest);
             });
         }
-        if full {
-            Round::Full
-        } else {
-            Round::Partial
-        }
     }
 
-    /// Wakes the scheduler if a claim could now take more: `dest`'s window
-    /// is half free (the point at which a claim refills it), the engine's
-    /// slots are so few that they, not the windows, bound the claims, or the
-    /// last round left a destination out (its batch was used up, or a
-    /// circuit was open). Every other end of an attempt lets it sleep: a
-    /// wake-up per attempt cost a scheduler round (and a timer) per message,
-    /// for nothing.
+    /// Wakes the scheduler if a claim could now take more: `dest` was set
+    /// aside and its window is half free again (the point at which a claim
+    /// refills it) or its probe ended, the engine's slots are so few that
+    /// they, not the windows, bound the claims, or the last round left due
+    /// destinations out for want of room. Every other end of an attempt lets
+    /// it sleep: a wake-up per attempt cost a scheduler round (and a timer)
+    /// per message, for nothing.
     fn wake_if_room(&self, dest: &DestinationRuntime) {
         let inner = &self.inner;
-        if dest.window.available_permits() >= (dest.window_size / 2).max(1)
-            || inner.slots.available_permits() <= inner.config.claim_batch
+        if dest.set_aside.load(Ordering::SeqCst)
+            && dest.window.available_permits() >= (dest.window_size / 2).max(1)
+            && dest.set_aside.swap(false, Ordering::SeqCst)
+        {
+            let at = dest.set_aside_due.load(Ordering::SeqCst);
+            inner
+                .due
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .note(dest.index, at);
+            inner.wake.notify_one();
+        } else if inner.slots.available_permits() <= inner.config.claim_batch
             || inner.left_out.load(Ordering::Relaxed)
         {
             inner.wake.notify_one();
-        }
-    }
-
-    /// How long the scheduler may sleep: until the next message is due, at
-    /// most `idle_poll`.
-    async fn until_next_due(&self) -> Duration {
-        let idle = self.inner.config.idle_poll;
-        match self.inner.store.next_due().await {
-            Ok(Some(t)) => {
-                let now = self.now_ms();
-                if t > now {
-                    Duration::from_millis((t - now) as u64).min(idle)
-                } else {
-                    // Due, but held back (circuit open, limits full): wait
-                    // for an attempt to end or the next poll.
-                    idle
-                }
-            }
-            Ok(None) => idle,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the next due time");
-                idle
-            }
         }
     }
 
@@ -526,19 +703,9 @@ impl<S: Store> Engine<S> {
     /// more): nothing can deliver them, and a person must see them. Runs at
     /// start and then every minute; a skip scan of the pending destinations
     /// makes it cheap.
-    async fn park_unknown_destinations(&self) {
+    async fn park_unknown_destinations(&self, names: Vec<String>) {
         let inner = &self.inner;
-        let names = match inner.store.pending_destinations().await {
-            Ok(names) => names,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot list the pending destinations");
-                return;
-            }
-        };
-        for name in names
-            .into_iter()
-            .filter(|n| !inner.destinations.contains_key(n))
-        {
+        for name in names {
             loop {
                 let now = self.now_ms();
                 let batch = inner.config.claim_batch.max(1);
@@ -564,7 +731,11 @@ impl<S: Store> Engine<S> {
     /// destination's claim window, given back once the request is over.
     async fn attempt(&self, claimed: Claimed, lease_until: i64, window: OwnedSemaphorePermit) {
         let inner = &self.inner;
-        let Claimed { mut message, lease } = claimed;
+        let Claimed {
+            mut message,
+            lease,
+            due_at,
+        } = claimed;
         let Some(dest) = inner.destinations.get(&message.destination).cloned() else {
             self.park_unknown_destination(message, lease).await;
             return;
@@ -580,14 +751,22 @@ impl<S: Store> Engine<S> {
         // Too late to finish within the lease, or shutting down: give it back.
         if inner.draining.load(Ordering::SeqCst) || now + timeout.as_millis() as i64 >= lease_until
         {
-            let _ = inner.store.release(vec![(message.id, lease)], now).await;
+            self.release(&dest, message.id, lease, now).await;
             return;
         }
-        if !dest.breaker().try_acquire(now) {
-            let due = dest.breaker().reopens_at().unwrap_or(now).max(now);
-            let _ = inner.store.release(vec![(message.id, lease)], due).await;
+        // Held by an open circuit: given back as due as it was (the
+        // scheduler asks again when the circuit lets a probe through), so
+        // that its attempt, when it comes, knows how long it was held.
+        let acquired = {
+            let mut breaker = dest.breaker();
+            breaker
+                .try_acquire(now)
+                .then(|| breaker.held_for(due_at, now))
+        };
+        let Some(held) = acquired else {
+            self.release(&dest, message.id, lease, due_at).await;
             return;
-        }
+        };
         // The body goes to the request (the record and the decision do not
         // need it): moved, not copied.
         let body = std::mem::take(&mut message.body);
@@ -613,7 +792,7 @@ impl<S: Store> Engine<S> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .random();
-        let (record, next, class, healthy) = decide(
+        let (mut record, next, class, healthy) = decide(
             &dest,
             &message,
             &attempted,
@@ -622,6 +801,14 @@ impl<S: Store> Engine<S> {
             inner.config.excerpt_limit,
             jitter_seed,
         );
+        if let Some(ms) = held {
+            // Late, and why: the timeline shows it on the attempt.
+            let held = redrive_core::HumanDuration(Duration::from_millis(ms as u64));
+            record.detail = Some(match record.detail.take() {
+                Some(d) => format!("held by the circuit breaker for {held}; {d}"),
+                None => format!("held by the circuit breaker for {held}"),
+            });
+        }
         dest.breaker().on_result(healthy, done);
         observe(&dest, &message, &record, &attempted);
         let parked = matches!(next, NextState::Parked { .. });
@@ -633,11 +820,22 @@ impl<S: Store> Engine<S> {
             status: record.status,
             attempts: message.attempts + 1,
         });
-        match inner
+        let retry_at = match next {
+            NextState::Retry { at } => Some(at),
+            _ => None,
+        };
+        let recorded = inner
             .store
             .record(message.id.clone(), lease, record, next, done)
-            .await
-        {
+            .await;
+        // Due again: at its retry, or (not recorded, so pending as it was)
+        // at once.
+        match (&recorded, retry_at) {
+            (Ok(true), Some(at)) => self.note_due(dest.index, at),
+            (Ok(true), None) => {}
+            (Ok(false) | Err(_), _) => self.note_due(dest.index, self.now_ms()),
+        }
+        match recorded {
             Ok(true) => {
                 if let Some(alert) = alert {
                     if let Some(sender) = inner
@@ -657,6 +855,16 @@ impl<S: Store> Engine<S> {
                 tracing::error!(message_id = %message.id, error = %e, "cannot record the attempt; it will be retried when the lease expires")
             }
         }
+    }
+
+    /// Gives a claimed message back unattempted, due at `due`, and notes it.
+    async fn release(&self, dest: &DestinationRuntime, id: String, lease: String, due: i64) {
+        let due = match self.inner.store.release(vec![(id, lease)], due).await {
+            Ok(_) => due,
+            // Pending as it was: due at once, or when its lease ends.
+            Err(_) => self.now_ms(),
+        };
+        self.note_due(dest.index, due);
     }
 
     async fn park_unknown_destination(&self, message: Message, lease: String) {

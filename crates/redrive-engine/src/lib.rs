@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod breaker;
 pub mod client;
 pub mod destination;
+mod due;
 pub mod engine;
 pub mod limits;
 pub mod observed;

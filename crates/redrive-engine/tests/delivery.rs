@@ -472,6 +472,23 @@ async fn an_open_circuit_holds_due_messages_without_spending_their_attempts() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(r.mock.counts().total, 4, "exactly one probe");
+    // The probe's message was due when the circuit opened: its timeline
+    // says why its attempt came 31 s late; the attempts before say nothing.
+    let mut held = Vec::new();
+    for id in &ids {
+        let (_, attempts) = r.get(id).await;
+        held.extend(attempts.into_iter().filter_map(|a| a.detail));
+    }
+    let held: Vec<&String> = held
+        .iter()
+        .filter(|d| d.contains("circuit breaker"))
+        .collect();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert!(
+        held[0].starts_with("held by the circuit breaker for 31s; "),
+        "{}",
+        held[0]
+    );
     r.stop().await;
 }
 

@@ -19,6 +19,7 @@ pub mod postgres;
 mod schema;
 pub mod sqlite;
 pub mod testdb;
+pub mod wakeups;
 
 pub use listing::{BadCursor, Cursor, ListOrder};
 pub use model::{
@@ -27,6 +28,7 @@ pub use model::{
 };
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
+pub use wakeups::{Notes, Wakeups};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +99,27 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// The earliest time a pending message is due, if any is pending.
     fn next_due(&self) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
 
+    /// Each destination with pending messages and the earliest time one of
+    /// them is due (a leased one when its lease ends), in name order. One
+    /// probe of the due index per destination with pending messages:
+    /// destinations with none cost nothing. The scheduler reads it when it
+    /// starts and, as a safety net, now and then.
+    fn due_by_destination(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
+
+    /// For each of `destinations`, the earliest due time after `now` of one
+    /// of its pending messages, or `None`; on PostgreSQL a message another
+    /// claim leased counts as due when its lease ends. The scheduler asks it
+    /// after a claim that took less than it asked for: what is due by `now`
+    /// was taken (or is leased), so this is when to ask again. One seek of
+    /// the due index per destination.
+    fn due_after(
+        &self,
+        destinations: Vec<String>,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<(String, Option<i64>)>, StoreError>> + Send;
+
     /// A message and all its attempts, oldest first.
     fn get(
         &self,
@@ -157,9 +180,11 @@ pub trait Store: Clone + Send + Sync + 'static {
         bucket_ms: i64,
     ) -> impl Future<Output = Result<Vec<(i64, String, u64)>, StoreError>> + Send;
 
-    /// Bumps when another process made messages due (PostgreSQL's `NOTIFY`),
-    /// so an idle scheduler wakes without polling. `None`: nothing to listen to.
-    fn wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+    /// What other processes made due (PostgreSQL's `NOTIFY`): which
+    /// destinations and from when, so an idle scheduler wakes without
+    /// polling and claims from those. `None`: nothing to listen to (one
+    /// process changes the store, and its engine knows what it changed).
+    fn wakeups(&self) -> Option<Wakeups> {
         None
     }
 }

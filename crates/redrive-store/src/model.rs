@@ -169,6 +169,9 @@ pub struct Claimed {
     pub message: Message,
     /// The lease token: only its holder may record the attempt.
     pub lease: String,
+    /// When it was due as the claim took it (the message shows the lease's
+    /// end): how late its attempt starts is measured from here.
+    pub due_at: i64,
 }
 
 /// One attempt, as recorded.

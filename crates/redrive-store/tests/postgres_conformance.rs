@@ -24,8 +24,19 @@ async fn nodes_starting_together_migrate_once() {
     }
 }
 
+/// Waits (bounded, for a failure) for the next notes.
+async fn next(w: &mut redrive_store::Wakeups) -> redrive_store::Notes {
+    let changed = tokio::time::timeout(std::time::Duration::from_secs(10), w.changed());
+    assert!(matches!(changed.await, Ok(true)), "no notification");
+    w.take()
+}
+
+/// Enqueues and releases on one node tell every listening node which
+/// destinations they made due, and from when, so that its scheduler claims
+/// from those alone.
 #[tokio::test]
-async fn an_enqueue_wakes_listening_nodes() {
+async fn nodes_are_told_which_destinations_are_due() {
+    use redrive_store::conformance::new_message;
     use redrive_store::Store;
     let Some(db) = TestDatabase::create("listen/notify").await else {
         return;
@@ -33,27 +44,30 @@ async fn an_enqueue_wakes_listening_nodes() {
     let a = db.store().await;
     let b = db.store().await;
     let mut wake = b.wakeups().expect("postgres listens");
-    let before = *wake.borrow_and_update();
-    // LISTEN is set up in the background; give it a moment by retrying.
-    let mut woke = false;
-    for i in 0..50 {
-        a.enqueue(vec![redrive_store::conformance::new_message(
-            &format!("01W{i}"),
-            "crm",
-            &format!("w{i}"),
-            1,
-        )])
+    // The listener says it listens (what came before is unknown).
+    assert!(next(&mut wake).await.unknown, "listening");
+    a.enqueue(vec![
+        new_message("01A", "crm", "k1", 7),
+        new_message("01B", "erp", "k2", 9),
+        new_message("01C", "crm", "k3", 8),
+    ])
+    .await
+    .expect("enqueue");
+    let notes = next(&mut wake).await;
+    assert!(!notes.unknown);
+    assert_eq!(
+        notes.due,
+        [("crm".to_owned(), 7), ("erp".to_owned(), 9)].into()
+    );
+    let claimed = a
+        .claim(10, vec![("erp".into(), 1)], "L".into(), 60_000)
         .await
-        .expect("enqueue");
-        if tokio::time::timeout(std::time::Duration::from_millis(200), wake.changed())
-            .await
-            .is_ok()
-        {
-            woke = true;
-            break;
-        }
-    }
-    assert!(woke && *wake.borrow() != before, "node b was told");
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    a.release(vec![("01B".into(), "L".into())], 500)
+        .await
+        .expect("release");
+    assert_eq!(next(&mut wake).await.due, [("erp".to_owned(), 500)].into());
 }
 
 #[tokio::test]

@@ -303,6 +303,7 @@ fn policy_explain_intentplatform_shows_the_seed_timeline() {
         "attempt 5   at +1d ",
         "total span  1d",
         "parked as exhausted",
+        "circuit breaker is open",
     ] {
         assert!(out.contains(line), "missing {line:?} in\n{out}");
     }

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{db, message, CHANNEL, COLUMNS};
+use super::{db, message, COLUMNS};
 use crate::model::{Enqueued, Message, NewMessage};
 use crate::StoreError;
 
@@ -148,8 +148,12 @@ async fn insert_all(pool: &Pool, batch: Vec<NewMessage>) -> Result<Vec<Enqueued>
             }
         });
     }
-    if out.iter().any(|e| matches!(e, Enqueued::Created(_))) {
-        tx.execute(&format!("NOTIFY {CHANNEL}"), &[])
+    let payload = super::due_payload(out.iter().filter_map(|e| match e {
+        Enqueued::Created(m) => Some((m.destination.as_str(), m.created_at)),
+        _ => None,
+    }));
+    if let Some(payload) = payload {
+        tx.execute(super::NOTIFY, &[&super::CHANNEL, &payload])
             .await
             .map_err(db)?;
     }

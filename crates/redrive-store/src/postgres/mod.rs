@@ -9,8 +9,9 @@
 //!   race between nodes); concurrent enqueues share one transaction and one
 //!   statement (`enqueue`: group commit), and so do concurrent records
 //!   (`record`).
-//! - `NOTIFY redrive_due` after enqueues and redrives wakes idle nodes, which
-//!   `LISTEN` instead of polling in a tight loop.
+//! - `NOTIFY redrive_due` after enqueues, redrives and releases names the
+//!   destinations and when their messages are due (`wakeups`): every node
+//!   `LISTEN`s and claims from those, instead of polling every destination.
 //! - Migrations and the retention purge take advisory locks, so nodes that
 //!   start together migrate once and only one node purges at a time.
 
@@ -20,7 +21,6 @@ mod record;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio::sync::watch;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Row};
 
@@ -29,6 +29,7 @@ use crate::model::{
     AttemptRecord, Claimed, Enqueued, Filter, Message, MessageState, NewMessage, NextState, Page,
     ReportRow, Stats,
 };
+use crate::wakeups::{self, WakeupSender, Wakeups};
 use crate::{Store, StoreError};
 
 /// The advisory lock key for migrations ("redrive" in ASCII, roughly).
@@ -140,7 +141,7 @@ impl Default for PostgresOptions {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
-    due: watch::Receiver<u64>,
+    due: Wakeups,
     enqueuer: tokio::sync::mpsc::UnboundedSender<enqueue::EnqueueJob>,
     recorder: tokio::sync::mpsc::UnboundedSender<record::RecordJob>,
 }
@@ -210,7 +211,7 @@ impl PostgresStore {
         })?;
         migrate(&client).await?;
         drop(client);
-        let (tx, due) = watch::channel(0u64);
+        let (tx, due) = wakeups::channel();
         tokio::spawn(listen(config, require_tls, tx));
         let enqueuer = enqueue::start(pool.clone());
         let recorder = record::start(pool.clone());
@@ -281,9 +282,9 @@ async fn migrate(client: &deadpool_postgres::Object) -> Result<(), StoreError> {
     result
 }
 
-/// Keeps a connection that `LISTEN`s and bumps `tx` on every notification;
-/// reconnects after a failure.
-async fn listen(config: tokio_postgres::Config, require_tls: bool, tx: watch::Sender<u64>) {
+/// Keeps a connection that `LISTEN`s and hands `tx` every notification's
+/// payload; reconnects after a failure.
+async fn listen(config: tokio_postgres::Config, require_tls: bool, tx: WakeupSender) {
     loop {
         if tx.is_closed() {
             return;
@@ -304,19 +305,19 @@ async fn listen(config: tokio_postgres::Config, require_tls: bool, tx: watch::Se
 async fn listen_on<S, T>(
     client: tokio_postgres::Client,
     mut connection: tokio_postgres::Connection<S, T>,
-    tx: &watch::Sender<u64>,
+    tx: &WakeupSender,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     {
         {
-            let (note_tx, mut note_rx) = tokio::sync::mpsc::unbounded_channel();
+            let (note_tx, mut note_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
             let driver = tokio::spawn(async move {
                 loop {
                     match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                        Some(Ok(AsyncMessage::Notification(_))) => {
-                            if note_tx.send(()).is_err() {
+                        Some(Ok(AsyncMessage::Notification(n))) => {
+                            if note_tx.send(n.payload().to_owned()).is_err() {
                                 return;
                             }
                         }
@@ -330,8 +331,11 @@ async fn listen_on<S, T>(
                 .await
                 .is_ok()
             {
-                while note_rx.recv().await.is_some() {
-                    tx.send_modify(|n| *n = n.wrapping_add(1));
+                // Listening (again): what was announced while no one listened
+                // is unknown.
+                tx.unknown();
+                while let Some(payload) = note_rx.recv().await {
+                    tx.payload(&payload);
                 }
             }
             driver.abort();
@@ -538,6 +542,17 @@ fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
         .collect()
 }
 
+/// Announces a payload of [`wakeups::payload`] to every node (when the
+/// transaction commits): `$1` the channel, `$2` the payload.
+const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+
+/// The payload announcing `due` (destination, time), if there is any.
+fn due_payload<'a>(due: impl IntoIterator<Item = (&'a str, i64)>) -> Option<String> {
+    let mut due = due.into_iter().peekable();
+    due.peek()?;
+    Some(wakeups::payload(due))
+}
+
 async fn redrive_ids(
     tx: &deadpool_postgres::Transaction<'_>,
     ids: &[String],
@@ -547,15 +562,15 @@ async fn redrive_ids(
         .query(
             "UPDATE messages SET state = 'pending', park_reason = NULL, attempts = 0, cycle = cycle + 1, \
              cycle_started_at = $2, next_attempt_at = $2, lease = NULL, updated_at = $2 \
-             WHERE id = ANY($1) AND state = 'parked' RETURNING id",
+             WHERE id = ANY($1) AND state = 'parked' RETURNING id, destination",
             &[&ids, &now],
         )
         .await
         .map_err(db)?;
     let mut done: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     done.sort_by_key(|id| ids.iter().position(|x| x == id));
-    if !done.is_empty() {
-        tx.execute(&format!("NOTIFY {CHANNEL}"), &[])
+    if let Some(payload) = due_payload(rows.iter().map(|r| (r.get::<_, &str>(1), now))) {
+        tx.execute(NOTIFY, &[&CHANNEL, &payload])
             .await
             .map_err(db)?;
     }
@@ -622,6 +637,7 @@ impl Store for PostgresStore {
                     Claimed {
                         message: message(r),
                         lease: lease.clone(),
+                        due_at: r.get::<_, i64>(20),
                     },
                 )
             })
@@ -668,27 +684,67 @@ impl Store for PostgresStore {
     async fn release(&self, leases: Vec<(String, String)>, due_at: i64) -> Result<u64, StoreError> {
         let client = self.client().await?;
         let (ids, tokens): (Vec<String>, Vec<String>) = leases.into_iter().unzip();
-        let n = client
-            .execute(
+        let rows = client
+            .query(
                 "UPDATE messages m SET lease = NULL, next_attempt_at = $3 \
                  FROM unnest($1::text[], $2::text[]) AS l(id, lease) \
-                 WHERE m.id = l.id AND m.lease = l.lease AND m.state = 'pending'",
+                 WHERE m.id = l.id AND m.lease = l.lease AND m.state = 'pending' \
+                 RETURNING m.destination",
                 &[&ids, &tokens, &due_at],
             )
             .await
             .map_err(db)?;
-        if n > 0 {
+        if let Some(payload) = due_payload(rows.iter().map(|r| (r.get::<_, &str>(0), due_at))) {
             client
-                .execute(&format!("NOTIFY {CHANNEL}"), &[])
+                .execute(NOTIFY, &[&CHANNEL, &payload])
                 .await
                 .map_err(db)?;
         }
-        Ok(n)
+        Ok(rows.len() as u64)
     }
 
     async fn next_due(&self) -> Result<Option<i64>, StoreError> {
         let client = self.client().await?;
         earliest_due(&client).await
+    }
+
+    async fn due_by_destination(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "{PENDING_DESTINATIONS} SELECT name, (SELECT MIN(next_attempt_at) FROM messages \
+                     WHERE state = 'pending' AND destination = d.name) FROM d WHERE d.name IS NOT NULL"
+                ),
+                &[],
+            )
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?)))
+            .collect()
+    }
+
+    async fn due_after(
+        &self,
+        destinations: Vec<String>,
+        now: i64,
+    ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        let client = self.client().await?;
+        // A row another claim leased is due at its lease's end, which is
+        // its `next_attempt_at`.
+        let rows = client
+            .query(
+                "SELECT w.d, (SELECT MIN(next_attempt_at) FROM messages \
+                 WHERE state = 'pending' AND destination = w.d AND next_attempt_at > $2) \
+                 FROM unnest($1::text[]) WITH ORDINALITY AS w(d, i) ORDER BY w.i",
+                &[&destinations, &now],
+            )
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?)))
+            .collect()
     }
 
     async fn get(&self, id: String) -> Result<Option<(Message, Vec<AttemptRecord>)>, StoreError> {
@@ -937,7 +993,7 @@ impl Store for PostgresStore {
             .collect())
     }
 
-    fn wakeups(&self) -> Option<watch::Receiver<u64>> {
+    fn wakeups(&self) -> Option<Wakeups> {
         Some(self.due.clone())
     }
 }

@@ -21,23 +21,37 @@ const PENDING_DESTINATIONS: &str = "WITH RECURSIVE d(name) AS ( \
                WHERE state = 'pending' AND destination > d.name) FROM d WHERE d.name IS NOT NULL)";
 
 /// The earliest due time of a pending message: the smallest of each
-/// destination's first entry in the due index. A leased message is due when
-/// its lease ends; the entries of leased messages come first in the index, so
-/// each destination's scan reads at most its leases and one more.
+/// destination's (see [`due_by_destination`]).
 pub(super) fn earliest_due(
     conn: &Connection,
     leases: &Mutex<Leases>,
 ) -> Result<Option<i64>, StoreError> {
+    Ok(due_by_destination(conn, leases)?
+        .into_iter()
+        .map(|(_, at)| at)
+        .min())
+}
+
+/// Each destination with pending messages and its earliest due time, in
+/// name order: its first entry in the due index. A leased message is due
+/// when its lease ends; the entries of leased messages come first in the
+/// index, so each destination's scan reads at most its leases and one more.
+pub(super) fn due_by_destination(
+    conn: &Connection,
+    leases: &Mutex<Leases>,
+) -> Result<Vec<(String, i64)>, StoreError> {
     let leases = lock(leases);
     if leases.is_empty() {
         return conn
             .prepare_cached(&format!(
-                "{PENDING_DESTINATIONS} SELECT MIN((SELECT MIN(next_attempt_at) FROM messages \
-                 INDEXED BY messages_due_by_destination WHERE state = 'pending' AND destination = d.name)) \
+                "{PENDING_DESTINATIONS} SELECT name, (SELECT MIN(next_attempt_at) FROM messages \
+                 INDEXED BY messages_due_by_destination WHERE state = 'pending' AND destination = d.name) \
                  FROM d WHERE d.name IS NOT NULL"
             ))
             .map_err(db)?
-            .query_row([], |r| r.get(0))
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db)?
+            .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(db);
     }
     let mut due = conn
@@ -46,8 +60,9 @@ pub(super) fn earliest_due(
              WHERE state = 'pending' AND destination = ?1 ORDER BY next_attempt_at, id",
         )
         .map_err(db)?;
-    let mut earliest: Option<i64> = None;
+    let mut out = Vec::new();
     for destination in pending_destinations(conn)? {
+        let mut earliest: Option<i64> = None;
         let mut rows = due.query([&destination]).map_err(db)?;
         while let Some(row) = rows.next().map_err(db)? {
             let id: String = row.get(0).map_err(db)?;
@@ -61,9 +76,37 @@ pub(super) fn earliest_due(
                 break;
             }
         }
+        drop(rows);
+        if let Some(at) = earliest {
+            out.push((destination, at));
+        }
     }
-    Ok(earliest)
+    Ok(out)
 }
+
+/// The earliest due time after `now` of each destination's pending
+/// messages: one seek of the due index each. Leased entries are due by the
+/// time of their claim, so they are not among them (their record or
+/// release tells the engine when they are due again).
+pub(super) fn due_after(
+    conn: &Connection,
+    destinations: &[String],
+    now: i64,
+) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+    let mut stmt = conn.prepare_cached(DUE_AFTER).map_err(db)?;
+    destinations
+        .iter()
+        .map(|d| {
+            let at: Option<i64> = stmt.query_row(params![d, now], |r| r.get(0)).map_err(db)?;
+            Ok((d.clone(), at))
+        })
+        .collect()
+}
+
+/// See [`due_after`]; `CAST` as in [`DUE_ENTRIES`].
+const DUE_AFTER: &str =
+    "SELECT MIN(next_attempt_at) FROM messages INDEXED BY messages_due_by_destination \
+     WHERE state = 'pending' AND destination = CAST(?1 AS TEXT) AND next_attempt_at > ?2";
 
 /// Each destination with pending messages, in name order.
 pub(super) fn pending_destinations(conn: &Connection) -> Result<Vec<String>, StoreError> {
@@ -211,6 +254,7 @@ fn take_due(
             claimed.push(Claimed {
                 message,
                 lease: lease.to_owned(),
+                due_at: at,
             });
             taken += 1;
         }

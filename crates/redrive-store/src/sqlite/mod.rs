@@ -121,7 +121,7 @@ const COLUMN_COUNT: usize = 20;
 
 // After `columns!`, which it uses.
 mod claims;
-use claims::{claim_due, earliest_due, pending_destinations};
+use claims::{claim_due, due_after, due_by_destination, earliest_due, pending_destinations};
 
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
@@ -390,13 +390,21 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        let job: ReadJob = Box::new(move |conn| {
-            let _ = tx.send(f(conn));
-        });
-        self.reader.send(job).map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        read_on(&self.reader, f).await
     }
+}
+
+/// Runs `f` on the thread behind `queue` (the reader's or the claimer's).
+async fn read_on<T: Send + 'static>(
+    queue: &mpsc::UnboundedSender<ReadJob>,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let (tx, rx) = oneshot::channel();
+    let job: ReadJob = Box::new(move |conn| {
+        let _ = tx.send(f(conn));
+    });
+    queue.send(job).map_err(|_| StoreError::Closed)?;
+    rx.await.map_err(|_| StoreError::Closed)?
 }
 
 /// A thread running read jobs on `conn`, one at a time.
@@ -1046,6 +1054,24 @@ impl Store for SqliteStore {
     async fn next_due(&self) -> Result<Option<i64>, StoreError> {
         let leases = Arc::clone(&self.leases);
         self.read(move |conn| earliest_due(conn, &leases)).await
+    }
+
+    async fn due_by_destination(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let leases = Arc::clone(&self.leases);
+        self.read(move |conn| due_by_destination(conn, &leases))
+            .await
+    }
+
+    async fn due_after(
+        &self,
+        destinations: Vec<String>,
+        now: i64,
+    ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        // On the claimer's connection, in line with the claims it follows.
+        read_on(&self.claimer, move |conn| {
+            due_after(conn, &destinations, now)
+        })
+        .await
     }
 
     async fn get(&self, id: String) -> Result<Option<(Message, Vec<AttemptRecord>)>, StoreError> {

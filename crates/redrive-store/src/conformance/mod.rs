@@ -5,6 +5,9 @@
 use crate::model::{AttemptRecord, Enqueued, Filter, MessageState, NewMessage, NextState};
 use crate::Store;
 
+mod due;
+pub use due::*;
+
 /// A message to `destination` with key `key`, created at `at`.
 pub fn new_message(id: &str, destination: &str, key: &str, at: i64) -> NewMessage {
     NewMessage {
@@ -988,6 +991,7 @@ macro_rules! conformance_tests {
             concurrent_enqueues_each_get_their_own_answer,
             claim_leases_due_messages,
             claim_takes_what_each_destination_wants,
+            a_claim_takes_from_every_destination_with_something_due,
             pending_destinations_skip_finished_ones,
             record_is_fenced_by_the_lease,
             an_expired_lease_loses_to_the_new_holder,

@@ -1,0 +1,290 @@
+//! Every attempt starts at its due time, whatever the number of
+//! destinations: 1,000 destinations, messages stored at known times and
+//! retried on a fixed schedule, in paused time.
+//!
+//! Time is tokio's, paused: it moves only when every task waits on a timer,
+//! straight to the next one. The engine's clock reads it, so "due at T" and
+//! "started at T" are the same instant exactly when the scheduler woke for T
+//! and claimed at once. The store's threads are not tokio's, so the store is
+//! called through `spawn_blocking`, which holds time still until it answers
+//! (else time would jump ahead while a claim runs).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redrive_core::profiles;
+use redrive_engine::{ClientConfig, Clock, Destination, Engine, EngineConfig, HttpClient};
+use redrive_mock::{MockServer, Scenario};
+use redrive_store::{
+    AttemptRecord, Claimed, Cursor, Enqueued, Filter, Message, MessageState, NewMessage, NextState,
+    Page, ReportRow, SqliteStore, Stats, Store, StoreError,
+};
+use tokio::sync::watch;
+
+const START: i64 = 1_767_225_600_000;
+
+/// Milliseconds of tokio's (paused) clock, from `START`.
+struct TokioClock(tokio::time::Instant);
+
+impl Clock for TokioClock {
+    fn now_ms(&self) -> i64 {
+        START + self.0.elapsed().as_millis() as i64
+    }
+}
+
+/// A store whose every call holds tokio's paused clock still until it
+/// answers.
+#[derive(Clone)]
+struct HeldStill<S>(S);
+
+async fn held<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> T {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(f))
+        .await
+        .expect("store call")
+}
+
+impl<S: Store> Store for HeldStill<S> {
+    async fn enqueue(&self, batch: Vec<NewMessage>) -> Result<Vec<Enqueued>, StoreError> {
+        let s = self.0.clone();
+        held(async move { s.enqueue(batch).await }).await
+    }
+    async fn claim(
+        &self,
+        now: i64,
+        want: Vec<(String, usize)>,
+        lease: String,
+        lease_until: i64,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let s = self.0.clone();
+        held(async move { s.claim(now, want, lease, lease_until).await }).await
+    }
+    async fn pending_destinations(&self) -> Result<Vec<String>, StoreError> {
+        let s = self.0.clone();
+        held(async move { s.pending_destinations().await }).await
+    }
+    async fn record(
+        &self,
+        id: String,
+        lease: String,
+        attempt: AttemptRecord,
+        next: NextState,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let s = self.0.clone();
+        held(async move { s.record(id, lease, attempt, next, now).await }).await
+    }
+    async fn release(&self, leases: Vec<(String, String)>, due_at: i64) -> Result<u64, StoreError> {
+        let s = self.0.clone();
+        held(async move { s.release(leases, due_at).await }).await
+    }
+    async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        let s = self.0.clone();
+        held(async move { s.next_due().await }).await
+    }
+    async fn due_by_destination(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let s = self.0.clone();
+        held(async move { s.due_by_destination().await }).await
+    }
+    async fn due_after(
+        &self,
+        destinations: Vec<String>,
+        now: i64,
+    ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        let s = self.0.clone();
+        held(async move { s.due_after(destinations, now).await }).await
+    }
+    async fn get(&self, id: String) -> Result<Option<(Message, Vec<AttemptRecord>)>, StoreError> {
+        let s = self.0.clone();
+        held(async move { s.get(id).await }).await
+    }
+    async fn list(
+        &self,
+        filter: Filter,
+        cursor: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let s = self.0.clone();
+        held(async move { s.list(filter, cursor, limit).await }).await
+    }
+    async fn redrive(&self, ids: Vec<String>, now: i64) -> Result<Vec<String>, StoreError> {
+        let s = self.0.clone();
+        held(async move { s.redrive(ids, now).await }).await
+    }
+    async fn redrive_matching(
+        &self,
+        filter: Filter,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let s = self.0.clone();
+        held(async move { s.redrive_matching(filter, now, limit).await }).await
+    }
+    async fn discard(&self, ids: Vec<String>, now: i64) -> Result<Vec<String>, StoreError> {
+        let s = self.0.clone();
+        held(async move { s.discard(ids, now).await }).await
+    }
+    async fn purge(&self, before: i64) -> Result<u64, StoreError> {
+        let s = self.0.clone();
+        held(async move { s.purge(before).await }).await
+    }
+    async fn stats(&self, now: i64) -> Result<Stats, StoreError> {
+        let s = self.0.clone();
+        held(async move { s.stats(now).await }).await
+    }
+    async fn report(&self, since: i64) -> Result<Vec<ReportRow>, StoreError> {
+        let s = self.0.clone();
+        held(async move { s.report(since).await }).await
+    }
+    async fn attempt_counts(
+        &self,
+        since: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<(i64, String, u64)>, StoreError> {
+        let s = self.0.clone();
+        held(async move { s.attempt_counts(since, bucket_ms).await }).await
+    }
+}
+
+/// Two 503s, then 200, for every message.
+const TWICE_THEN_OK: &str = r#"
+[[routes]]
+path = "*"
+per = "idempotency_key"
+key_header = "x-message"
+steps = [{ status = 503, times = 2 }, { status = 200 }]
+"#;
+
+const DESTINATIONS: usize = 1_000;
+
+/// 1,000 destinations under Operations1 (retries 1 s, then 2 s, after the
+/// attempt: seed 003). Each gets one message, stored at its own time over
+/// ten seconds (ten destinations per 100 ms, the others idle meanwhile);
+/// each is answered 503 twice, then 200. Every attempt must start exactly
+/// when it is due: the first when the message was stored, each retry at
+/// the end of the attempt before it plus its delay.
+#[tokio::test(start_paused = true)]
+async fn every_attempt_starts_at_its_due_time_among_1000_destinations() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = SqliteStore::open(&dir.path().join("redrive.db")).expect("store");
+    let store = HeldStill(sqlite.clone());
+    let mock = MockServer::start(
+        Scenario::from_toml("test", TWICE_THEN_OK, None).expect("scenario"),
+        "127.0.0.1:0".parse::<SocketAddr>().expect("addr"),
+        None,
+    )
+    .await
+    .expect("mock");
+    let policy = Arc::new(profiles::builtin("operations1").expect("profile"));
+    let destinations: Vec<Destination> = (0..DESTINATIONS)
+        .map(|k| Destination {
+            name: format!("d{k:04}"),
+            url: mock.url().parse().expect("url"),
+            policy_name: "operations1".into(),
+            policy: Arc::clone(&policy),
+            headers: Vec::new(),
+            max_in_flight: 32,
+            rate_limit: None,
+            signing: None,
+        })
+        .collect();
+    let clock = Arc::new(TokioClock(tokio::time::Instant::now()));
+    let config = EngineConfig {
+        retention: None,
+        ..EngineConfig::default()
+    };
+    let client = HttpClient::new(ClientConfig::default()).expect("client");
+    let engine = Engine::new(store.clone(), destinations, client, config, clock.clone());
+    let (stop, stop_rx) = watch::channel(false);
+    let runner = engine.clone();
+    let task = tokio::spawn(async move { runner.run(stop_rx).await });
+
+    // Stored at their own times, in an order unrelated to their names.
+    let mut order: Vec<usize> = (0..DESTINATIONS)
+        .map(|k| (k * 7_919) % DESTINATIONS)
+        .collect();
+    order.dedup();
+    assert_eq!(order.len(), DESTINATIONS);
+    for (n, k) in order.iter().enumerate() {
+        let at = START + (n as i64 / 10) * 100;
+        tokio::time::sleep_until(clock.0 + Duration::from_millis((at - START) as u64)).await;
+        assert_eq!(clock.now_ms(), at);
+        let id = format!("01SCHED{k:04}");
+        let m = NewMessage {
+            id: id.clone(),
+            destination: format!("d{k:04}"),
+            method: "POST".into(),
+            path: "/v1/things".into(),
+            headers: vec![("x-message".into(), id.clone())],
+            body: b"{}".to_vec(),
+            idempotency_key: format!("key-{id}"),
+            request_hash: format!("h-{id}"),
+            marked_idempotent: false,
+            created_at: at,
+        };
+        let stored = engine.enqueue(vec![m]).await.expect("enqueue");
+        assert!(matches!(stored[0], Enqueued::Created(_)));
+    }
+
+    // Then wait, in virtual time, for every message to be delivered.
+    let deadline = clock.now_ms() + 60_000;
+    loop {
+        let stats = store.stats(clock.now_ms()).await.expect("stats");
+        let delivered: u64 = stats
+            .by_destination_state
+            .iter()
+            .filter(|(_, s, _)| *s == MessageState::Delivered)
+            .map(|(_, _, n)| n)
+            .sum();
+        if delivered == DESTINATIONS as u64 {
+            break;
+        }
+        assert!(
+            clock.now_ms() < deadline,
+            "{delivered} of {DESTINATIONS} delivered a minute after the last was stored"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let _ = stop.send(true);
+    task.await.expect("engine");
+
+    let mut late = Vec::new();
+    for k in 0..DESTINATIONS {
+        let (m, attempts) = store
+            .get(format!("01SCHED{k:04}"))
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!(m.state, MessageState::Delivered);
+        assert_eq!(
+            attempts.iter().map(|a| a.status).collect::<Vec<_>>(),
+            vec![Some(503), Some(503), Some(200)],
+            "{}",
+            m.id
+        );
+        let mut due = m.created_at;
+        for a in &attempts {
+            if a.started_at != due {
+                late.push((m.id.clone(), a.attempt, due, a.started_at - due));
+            }
+            due = a.started_at + a.latency_ms as i64 + a.delay_ms.unwrap_or(0) as i64;
+        }
+        assert_eq!(
+            attempts
+                .iter()
+                .filter_map(|a| a.delay_ms)
+                .collect::<Vec<_>>(),
+            vec![1_000, 2_000],
+            "Operations1's schedule: 1 s, then 2 s"
+        );
+    }
+    assert!(
+        late.is_empty(),
+        "{} of {} attempts started after their due time, e.g. {:?}",
+        late.len(),
+        3 * DESTINATIONS,
+        &late[..late.len().min(5)]
+    );
+}
