@@ -21,7 +21,9 @@ use serde::Deserialize;
 use crate::api::AppState;
 use crate::views::{human_ms, rfc3339};
 
+mod destinations;
 pub mod html;
+mod overview;
 pub mod session;
 
 use html::{esc, page, q};
@@ -48,7 +50,7 @@ type Shared<S> = Arc<AppState<S>>;
 /// The dashboard's routes.
 pub fn routes<S: Store>() -> Router<Shared<S>> {
     Router::new()
-        .route("/", get(overview::<S>))
+        .route("/", get(overview::overview::<S>))
         .route("/login", get(login_form::<S>).post(login::<S>))
         .route("/logout", post(logout::<S>))
         .route("/parked", get(inbox::<S>))
@@ -56,7 +58,7 @@ pub fn routes<S: Store>() -> Router<Shared<S>> {
         .route("/parked/redrive-all", post(redrive_filter::<S>))
         .route("/messages/{id}", get(message_page::<S>))
         .route("/messages/{id}/act", post(act_on_message::<S>))
-        .route("/destinations", get(destinations_page::<S>))
+        .route("/destinations", get(destinations::destinations_page::<S>))
         .route(
             "/assets/style.css",
             get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }),
@@ -229,108 +231,6 @@ fn store_error(e: redrive_store::StoreError) -> Response {
         )),
     )
         .into_response()
-}
-
-async fn overview<S: Store>(State(state): State<Shared<S>>, headers: HeaderMap) -> Response {
-    let (session, cookie) = match signed_in(&state, &headers) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let now = state.engine.now_ms();
-    let stats = match state.engine.store().stats(now).await {
-        Ok(s) => s,
-        Err(e) => return store_error(e),
-    };
-    let hours = 3;
-    let from = now - hours * 3_600_000;
-    let from = from - from.rem_euclid(60_000);
-    let counts = match state.engine.store().attempt_counts(from, 60_000).await {
-        Ok(c) => c,
-        Err(e) => return store_error(e),
-    };
-    let states = [
-        MessageState::Pending,
-        MessageState::Delivered,
-        MessageState::Parked,
-        MessageState::Discarded,
-    ];
-    let total = |st: MessageState| -> u64 {
-        stats
-            .by_destination_state
-            .iter()
-            .filter(|(_, s, _)| *s == st)
-            .map(|(_, _, n)| n)
-            .sum()
-    };
-    let mut body = String::from("<h1>Overview</h1><div class=\"stats\">");
-    for st in states {
-        let link = if st == MessageState::Parked {
-            "<a href=\"/parked\">see them</a>"
-        } else {
-            ""
-        };
-        body.push_str(&format!(
-            "<div class=\"stat\"><span class=\"badge state-{0}\">{0}</span><b>{1}</b>{link}</div>",
-            st.as_str(),
-            total(st)
-        ));
-    }
-    let oldest = match stats.oldest_due_at {
-        Some(t) if t <= now => format!("due for {}", human_ms((now - t) as u64)),
-        Some(t) => format!("next due in {}", human_ms((t - now) as u64)),
-        None => "nothing pending".to_owned(),
-    };
-    body.push_str(&format!(
-        "<div class=\"stat\"><span class=\"muted\">oldest due message</span><b>{}</b></div></div>",
-        esc(&oldest)
-    ));
-    body.push_str(&format!(
-        "<section class=\"card\"><h2>Attempts per minute by error class, last {hours} hours</h2>{}</section>",
-        html::attempts_chart(&counts, from, now + 60_000 - now.rem_euclid(60_000), 60_000)
-    ));
-    let circuits: BTreeMap<String, &'static str> = state
-        .engine
-        .circuits()
-        .into_iter()
-        .map(|(n, c)| (n, c.as_str()))
-        .collect();
-    body.push_str("<section class=\"card\"><h2>Messages by destination</h2><table><tr><th>destination</th><th>circuit</th>");
-    for st in states {
-        body.push_str(&format!("<th class=\"num\">{}</th>", st.as_str()));
-    }
-    body.push_str("</tr>");
-    let mut names: Vec<String> = state
-        .engine
-        .destinations()
-        .iter()
-        .map(|d| d.name.clone())
-        .collect();
-    names.extend(stats.by_destination_state.iter().map(|(d, _, _)| d.clone()));
-    names.sort();
-    names.dedup();
-    for name in names {
-        let circuit = circuits.get(&name).copied().unwrap_or("unknown");
-        body.push_str(&format!(
-            "<tr><td>{}</td><td class=\"circuit-{circuit}\">{circuit}</td>",
-            esc(&name)
-        ));
-        for st in states {
-            let n = stats
-                .by_destination_state
-                .iter()
-                .find(|(d, s, _)| *d == name && *s == st)
-                .map_or(0, |(_, _, n)| *n);
-            let cell = if st == MessageState::Parked && n > 0 {
-                format!("<a href=\"/parked?destination={}\">{n}</a>", q(&name))
-            } else {
-                n.to_string()
-            };
-            body.push_str(&format!("<td class=\"num\">{cell}</td>"));
-        }
-        body.push_str("</tr>");
-    }
-    body.push_str("</table></section>");
-    respond(page("Overview", "/", Some(&session.csrf), &body), cookie)
 }
 
 #[derive(Deserialize, Default)]
@@ -693,58 +593,4 @@ async fn act_on_message<S: Store>(
         return store_error(e);
     }
     Redirect::to(&format!("/messages/{}", q(&id))).into_response()
-}
-
-async fn destinations_page<S: Store>(
-    State(state): State<Shared<S>>,
-    headers: HeaderMap,
-) -> Response {
-    let (session, cookie) = match signed_in(&state, &headers) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let circuits: BTreeMap<String, &'static str> = state
-        .engine
-        .circuits()
-        .into_iter()
-        .map(|(n, c)| (n, c.as_str()))
-        .collect();
-    let mut body = String::from("<h1>Destinations</h1>");
-    let dests = state.engine.destinations();
-    if dests.is_empty() {
-        body.push_str("<section class=\"card\"><p>No destination is configured: add a <code>[destinations.NAME]</code> table to redrive.toml.</p></section>");
-    }
-    for d in dests {
-        let circuit = circuits.get(&d.name).copied().unwrap_or("closed");
-        let steps: Vec<(u32, u64)> = redrive_core::explain::timeline(&d.policy)
-            .iter()
-            .map(|s| (s.attempt, s.at.as_millis() as u64))
-            .collect();
-        let when: String = steps
-            .iter()
-            .map(|(n, at)| format!("{n}: +{}", human_ms(*at)))
-            .collect::<Vec<_>>()
-            .join(" · ");
-        body.push_str(&format!(
-            "<section class=\"card\"><h2>{}</h2><table>\
-             <tr><th>URL</th><td><code>{}</code></td></tr><tr><th>policy</th><td>{} — {}</td></tr>\
-             <tr><th>limits</th><td>{} in flight{}{}</td></tr><tr><th>circuit</th><td class=\"circuit-{circuit}\">{circuit}</td></tr></table>\
-             <h2>Schedule</h2>{}<p class=\"muted\">{}{}</p><details><summary>Rules</summary><pre>{}</pre></details></section>",
-            esc(&d.name),
-            esc(&d.url.to_string()),
-            esc(&d.policy_name),
-            esc(&d.policy.description),
-            d.max_in_flight,
-            d.rate_limit.map(|r| format!(", {} per second", r.per_second)).unwrap_or_default(),
-            if d.signing.is_some() { ", signed (Standard Webhooks)" } else { "" },
-            html::timeline_svg(&steps),
-            esc(&when),
-            if d.policy.schedule.is_jittered() { " (upper bounds: jittered)" } else { "" },
-            esc(&redrive_core::explain::explain(&d.policy))
-        ));
-    }
-    respond(
-        page("Destinations", "/destinations", Some(&session.csrf), &body),
-        cookie,
-    )
 }

@@ -1,0 +1,58 @@
+//! The destinations page: each destination's URL, policy, limits, circuit
+//! and schedule.
+
+use super::*;
+
+pub(super) async fn destinations_page<S: Store>(
+    State(state): State<Shared<S>>,
+    headers: HeaderMap,
+) -> Response {
+    let (session, cookie) = match signed_in(&state, &headers) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let circuits: BTreeMap<String, &'static str> = state
+        .engine
+        .circuits()
+        .into_iter()
+        .map(|(n, c)| (n, c.as_str()))
+        .collect();
+    let mut body = String::from("<h1>Destinations</h1>");
+    let dests = state.engine.destinations();
+    if dests.is_empty() {
+        body.push_str("<section class=\"card\"><p>No destination is configured: add a <code>[destinations.NAME]</code> table to redrive.toml.</p></section>");
+    }
+    for d in dests {
+        let circuit = circuits.get(&d.name).copied().unwrap_or("closed");
+        let steps: Vec<(u32, u64)> = redrive_core::explain::timeline(&d.policy)
+            .iter()
+            .map(|s| (s.attempt, s.at.as_millis() as u64))
+            .collect();
+        let when: String = steps
+            .iter()
+            .map(|(n, at)| format!("{n}: +{}", human_ms(*at)))
+            .collect::<Vec<_>>()
+            .join(" · ");
+        body.push_str(&format!(
+            "<section class=\"card\"><h2>{}</h2><table>\
+             <tr><th>URL</th><td><code>{}</code></td></tr><tr><th>policy</th><td>{} — {}</td></tr>\
+             <tr><th>limits</th><td>{} in flight{}{}</td></tr><tr><th>circuit</th><td class=\"circuit-{circuit}\">{circuit}</td></tr></table>\
+             <h2>Schedule</h2>{}<p class=\"muted\">{}{}</p><details><summary>Rules</summary><pre>{}</pre></details></section>",
+            esc(&d.name),
+            esc(&d.url.to_string()),
+            esc(&d.policy_name),
+            esc(&d.policy.description),
+            d.max_in_flight,
+            d.rate_limit.map(|r| format!(", {} per second", r.per_second)).unwrap_or_default(),
+            if d.signing.is_some() { ", signed (Standard Webhooks)" } else { "" },
+            html::timeline_svg(&steps),
+            esc(&when),
+            if d.policy.schedule.is_jittered() { " (upper bounds: jittered)" } else { "" },
+            esc(&redrive_core::explain::explain(&d.policy))
+        ));
+    }
+    respond(
+        page("Destinations", "/destinations", Some(&session.csrf), &body),
+        cookie,
+    )
+}
