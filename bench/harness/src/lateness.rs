@@ -189,16 +189,25 @@ pub async fn fill_each<S: Store>(
 }
 
 /// Messages per second delivered once the engine starts over what is
-/// stored (every destination of `destinations`).
+/// stored (every destination of `destinations`), `n` messages to `sink`. The
+/// watch counts the sink's requests and asks the store only once it has
+/// seen `n` (asking it every few ms for a pending message read each of
+/// 1,000 destinations' index and took the reader thread's whole core).
 pub async fn drain_all<S: Store>(
     store: S,
+    sink: &MockServer,
     destinations: Vec<Destination>,
     n: usize,
 ) -> Result<f64> {
+    let before = sink.counts().total;
     let start = Instant::now();
     let (_engine, stop, task) = run(store.clone(), destinations)?;
-    while pending(&store).await? > 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    loop {
+        let seen = sink.counts().total.saturating_sub(before);
+        if seen >= n as u64 && pending(&store).await? == 0 {
+            break;
+        }
+        tokio::time::sleep(crate::until_next_look(n as u64, seen, start.elapsed())).await;
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
     let _ = stop.send(true);

@@ -59,7 +59,9 @@ struct Args {
     quick: bool,
     /// Run only these phases (the raw ceiling always runs: the other rows are
     /// ratios to it). Phases: drain, ingest, steady, storm, backlog,
-    /// lateness (many destinations), postgres.
+    /// lateness (many destinations; includes hang and many), hang (a healthy
+    /// destination beside hanging ones), many (the drain of many destinations
+    /// against one), postgres.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -790,6 +792,12 @@ async fn main() -> Result<()> {
     if args.wants("lateness") {
         scheduling_rows(&args, &ok, &mut row).await?;
     }
+    if args.wants("lateness") || args.wants("hang") {
+        beside_hanging(&args, &ok, &mut row).await?;
+    }
+    if args.wants("lateness") || args.wants("many") {
+        many_destinations_drain(&args, &ok, &mut row).await?;
+    }
 
     if !args.wants("postgres") {
     } else if std::env::var("REDRIVE_TEST_DATABASE_URL").is_ok() {
@@ -869,7 +877,8 @@ async fn scheduling_rows(
         &[1, 100, 1_000, 10_000]
     };
     let probes = if args.quick { 50 } else { 200 };
-    let drain_n = if args.quick { 20_000 } else { 200_000 };
+    // Long enough that the drain outlasts the probes (about 5 s).
+    let drain_n = if args.quick { 100_000 } else { 500_000 };
     let every = Duration::from_millis(20);
     let patience = Duration::from_secs(30);
     for &n in counts {
@@ -906,7 +915,7 @@ async fn scheduling_rows(
             .map(|(_, _, n)| *n)
             .sum::<u64>();
         let (figure, note) = lateness_row(&mut late, missing);
-        row(&format!("lateness, {n} destinations, beside a drain"), "sqlite", figure, format!("{note}; another destination drains {drain_n} ({left} still pending when the probes ended)"));
+        row(&format!("lateness, {n} destinations, beside a drain"), "sqlite", figure, format!("{note}; another destination drains {drain_n} ({left} of it still pending once every probe was delivered)"));
         let _ = stop.send(true);
         let _ = task.await;
     }
@@ -935,36 +944,12 @@ async fn scheduling_rows(
     let _ = stop.send(true);
     let _ = task.await;
 
-    // A healthy destination beside ten that hang.
-    let hang = lateness::hanging("20s").await?;
-    let (store, _dir) = sqlite()?;
-    let mut hangers = destinations(&hang.url(), 10, c)?;
-    for h in &mut hangers {
-        h.name = format!("hang-{}", h.name);
-    }
-    lateness::fill_each(&store, &hangers, 60).await?;
-    let mut healthy = destinations(&ok.url(), 1, c)?;
-    healthy.append(&mut hangers);
-    let (engine, stop, task) = run(store.clone(), healthy)?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (mut late, _, missing) =
-        probe(&engine, probes, every, 200, |_| "d00000".into(), patience).await?;
-    let (figure, note) = lateness_row(&mut late, missing);
-    row(
-        "healthy destination beside 10 hanging",
-        "sqlite",
-        figure,
-        format!("{note}; 10 destinations whose receiver answers after 20 s hold 600 messages"),
-    );
-    let _ = stop.send(true);
-    let _ = task.await;
-
     // Start-up with 10,000 destinations: the configuration parsed and
     // checked, the engine built, the store's due times read.
     let mut toml = String::new();
     for k in 0..10_000 {
         toml.push_str(&format!(
-            "[destinations.d{k:05}]\nurl = \"{}\"\nprofile = \"standard\"\n",
+            "[destinations.d{k:05}]\nurl = \"{}\"\npolicy = \"standard\"\n",
             ok.url()
         ));
     }
@@ -984,8 +969,53 @@ async fn scheduling_rows(
     drop(engine);
     row("start-up, 10,000 destinations", "sqlite", format!("{:.0} ms", ready.as_secs_f64() * 1000.0), format!("configuration parsed and checked in {:.0} ms, then the engine built and the due times read", parsed.as_secs_f64() * 1000.0));
 
-    // The drain of 1,000 destinations of 100 against one of 100,000,
-    // alternated in one sitting.
+    Ok(())
+}
+
+/// A healthy destination's lateness beside ten whose receiver hangs.
+async fn beside_hanging(
+    args: &Args,
+    ok: &MockServer,
+    row: &mut impl FnMut(&str, &'static str, String, String),
+) -> Result<()> {
+    use lateness::{destinations, lateness_row, probe, run};
+    let c = args.concurrency;
+    let probes = if args.quick { 50 } else { 200 };
+    let every = Duration::from_millis(20);
+    let patience = Duration::from_secs(30);
+    // A healthy destination beside ten that hang: 600 messages among them
+    // (the case), and 3,000 (more than the engine's 1,024 slots).
+    let hang = lateness::hanging("20s").await?;
+    for per in [60, 300] {
+        let (store, _dir) = sqlite()?;
+        let mut hangers = destinations(&hang.url(), 10, c)?;
+        for h in &mut hangers {
+            h.name = format!("hang-{}", h.name);
+        }
+        lateness::fill_each(&store, &hangers, per).await?;
+        let mut healthy = destinations(&ok.url(), 1, c)?;
+        healthy.append(&mut hangers);
+        let (engine, stop, task) = run(store.clone(), healthy)?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (mut late, _, missing) =
+            probe(&engine, probes, every, 200, |_| "d00000".into(), patience).await?;
+        let (figure, note) = lateness_row(&mut late, missing);
+        row(&format!("healthy destination beside 10 hanging, {} waiting", 10 * per), "sqlite", figure, format!("{note}; 10 destinations whose receiver answers after 20 s (attempts time out at 5 s)"));
+        let _ = stop.send(true);
+        let _ = task.await;
+    }
+
+    Ok(())
+}
+
+/// The drain of 1,000 destinations of 100 against one of 100,000,
+/// alternated in one sitting.
+async fn many_destinations_drain(
+    args: &Args,
+    ok: &MockServer,
+    row: &mut impl FnMut(&str, &'static str, String, String),
+) -> Result<()> {
+    let c = args.concurrency;
     let (many, per) = if args.quick { (100, 100) } else { (1_000, 100) };
     let total = many * per;
     let mut rates = (Vec::new(), Vec::new());
@@ -994,13 +1024,13 @@ async fn scheduling_rows(
         fill(&store, total, 0, now_ms()).await?;
         rates
             .0
-            .push(lateness::drain_all(store, vec![destination(&ok.url(), c)?], total).await?);
+            .push(lateness::drain_all(store, ok, vec![destination(&ok.url(), c)?], total).await?);
         let (store, _dir) = sqlite()?;
-        let dests = destinations(&ok.url(), many, c)?;
+        let dests = lateness::destinations(&ok.url(), many, c)?;
         lateness::fill_each(&store, &dests, per).await?;
         rates
             .1
-            .push(lateness::drain_all(store, dests, total).await?);
+            .push(lateness::drain_all(store, ok, dests, total).await?);
     }
     let fmt = |v: &[f64]| {
         v.iter()

@@ -51,6 +51,16 @@ impl Clock for SystemClock {
     }
 }
 
+/// The least room a round gives a destination it asks (its window
+/// allowing): with 1,000 destinations draining at once, a round that gave
+/// one message to each of 256 of them had their records scattered over as
+/// many places in the due and delivery indexes, so each commit wrote a page
+/// per message (16 KiB of WAL); runs of 32 keep the records of a commit
+/// together. A destination with fewer due takes what it has, and one that
+/// waited longest is still asked first, so a single message beside a
+/// backlog is not delayed.
+const MIN_SHARE: usize = 32;
+
 /// What a claim round found.
 enum Round {
     /// Some destination got all it asked for: more may be due now.
@@ -135,6 +145,8 @@ struct Inner<S> {
     destinations: HashMap<String, Arc<DestinationRuntime>>,
     /// The destinations by index (`DestinationRuntime::index`).
     by_index: Vec<Arc<DestinationRuntime>>,
+    /// Their indexes in name order (listings page through it).
+    by_name: Vec<usize>,
     /// Which destinations may have messages due, and from when.
     due: Mutex<DueSchedule>,
     /// Until when the scheduler sleeps (`i64::MAX` while it works): a note
@@ -186,12 +198,15 @@ impl<S: Store> Engine<S> {
             .iter()
             .map(|d| (d.config.name.clone(), Arc::clone(d)))
             .collect();
+        let mut by_name: Vec<usize> = (0..by_index.len()).collect();
+        by_name.sort_by(|&a, &b| by_index[a].config.name.cmp(&by_index[b].config.name));
         Engine {
             inner: Arc::new(Inner {
                 store,
                 destinations,
                 due: Mutex::new(DueSchedule::new(by_index.len())),
                 by_index,
+                by_name,
                 sleeping_until: AtomicI64::new(i64::MAX),
                 resync: AtomicBool::new(true),
                 client,
@@ -308,27 +323,69 @@ impl<S: Store> Engine<S> {
 
     /// Every destination, by name.
     pub fn destinations(&self) -> Vec<&Destination> {
-        let mut v: Vec<_> = self
-            .inner
-            .destinations
-            .values()
-            .map(|d| &d.config)
-            .collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
+        self.inner
+            .by_name
+            .iter()
+            .map(|&i| &self.inner.by_index[i].config)
+            .collect()
     }
 
-    /// Each destination's circuit state now.
+    /// A destination's circuit state now.
+    pub fn circuit(&self, name: &str) -> Option<CircuitState> {
+        let now = self.now_ms();
+        self.inner
+            .destinations
+            .get(name)
+            .map(|d| d.breaker().state(now))
+    }
+
+    /// How many destinations are configured.
+    pub fn destination_count(&self) -> usize {
+        self.inner.by_index.len()
+    }
+
+    /// Up to `limit` destinations by name after `after` (from the first
+    /// without), each with its circuit state now, and the name to ask after
+    /// for the next page if there is one: a page costs what it holds, not
+    /// the 10,000 destinations a deployment may have.
+    pub fn destinations_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<(&Destination, CircuitState)>, Option<String>) {
+        let inner = &self.inner;
+        let start = after.map_or(0, |a| {
+            inner
+                .by_name
+                .partition_point(|&i| inner.by_index[i].config.name.as_str() <= a)
+        });
+        let now = self.now_ms();
+        let page: Vec<(&Destination, CircuitState)> = inner.by_name[start..]
+            .iter()
+            .take(limit)
+            .map(|&i| {
+                let d = &inner.by_index[i];
+                (&d.config, d.breaker().state(now))
+            })
+            .collect();
+        let more = start + page.len() < inner.by_name.len();
+        let next = more
+            .then(|| page.last().map(|(d, _)| d.name.clone()))
+            .flatten();
+        (page, next)
+    }
+
+    /// Each destination's circuit state now, by name.
     pub fn circuits(&self) -> Vec<(String, CircuitState)> {
         let now = self.now_ms();
-        let mut v: Vec<_> = self
-            .inner
-            .destinations
+        self.inner
+            .by_name
             .iter()
-            .map(|(name, d)| (name.clone(), d.breaker().state(now)))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
+            .map(|&i| {
+                let d = &self.inner.by_index[i];
+                (d.config.name.clone(), d.breaker().state(now))
+            })
+            .collect()
     }
 
     /// Runs until `shutdown` turns true, then stops claiming, lets attempts in
@@ -396,13 +453,17 @@ impl<S: Store> Engine<S> {
                         .earliest();
                     let now = self.now_ms();
                     let until = earliest.unwrap_or(i64::MAX).min(next_resync);
+                    if until <= now && inner.slots.available_permits() > 0 {
+                        // Left out for want of batch room, or noted since
+                        // the round: another round now.
+                        continue;
+                    }
                     inner.sleeping_until.store(until, Ordering::SeqCst);
                     if until > now {
                         Duration::from_millis((until - now) as u64)
                     } else {
-                        // Due already, and left out for want of slots (an
-                        // attempt's end wakes the loop) or noted since the
-                        // round (the note woke it).
+                        // Due already, and left out for want of slots: an
+                        // attempt's end wakes the loop.
                         inner.config.idle_poll
                     }
                 }
@@ -506,14 +567,33 @@ impl<S: Store> Engine<S> {
             .slots
             .available_permits()
             .min(inner.config.claim_batch);
-        if room == 0 {
+        if room < self.refill_at() {
+            // The engine's slots bind: wait until enough are free for a
+            // batch (attempts that end wake the loop then), rather than
+            // claim a message or two per attempt that ends.
+            let due = inner.due.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = self.now_ms();
+            inner
+                .left_out
+                .store(due.earliest().is_some_and(|t| t <= now), Ordering::Relaxed);
             return Round::NoRoom;
         }
         let now = self.now_ms();
+        // The last quarter of the engine's slots is kept for destinations
+        // that are not saturated: one that already holds `max_in_flight`
+        // claims (in flight or queued for its concurrency) would only queue
+        // more behind its attempts, and ten partners that hang held every
+        // slot, so a healthy destination waited for their timeouts.
+        let for_saturated = inner
+            .slots
+            .available_permits()
+            .saturating_sub(inner.config.max_in_flight / 4);
         let mut ready: Vec<(Arc<DestinationRuntime>, i64, usize)> = Vec::new();
         {
             let mut due = inner.due.lock().unwrap_or_else(PoisonError::into_inner);
-            while ready.len() < room {
+            // At most one destination per `MIN_SHARE` of room: each asked
+            // gets a run of its due entries, not one message.
+            while ready.len() < (room / MIN_SHARE).max(1) {
                 let Some((i, at)) = due.pop_due(now) else {
                     break;
                 };
@@ -528,24 +608,34 @@ impl<S: Store> Engine<S> {
                 }
                 let probing = breaker.blocks_claims(now);
                 drop(breaker);
-                if probing || free < (d.window_size / 2).max(1) {
+                let saturated = |free: usize| d.window_size - free >= d.config.max_in_flight;
+                let held_back = |free: usize| {
+                    probing
+                        || free < (d.window_size / 2).max(1)
+                        || (saturated(free) && for_saturated == 0)
+                };
+                if held_back(free) {
                     // Set aside until an attempt of it ends. The flag goes
                     // up before the check below, and an attempt's end looks
-                    // at the window after it frees its place: one of the two
-                    // sees the other.
+                    // at the window after it frees its places: one of the
+                    // two sees the other.
                     d.set_aside_due.store(at, Ordering::SeqCst);
                     d.set_aside.store(true, Ordering::SeqCst);
                     let free = d.window.available_permits();
-                    if probing
-                        || free < (d.window_size / 2).max(1)
-                        || !d.set_aside.swap(false, Ordering::SeqCst)
-                    {
+                    if held_back(free) || !d.set_aside.swap(false, Ordering::SeqCst) {
                         continue;
                     }
-                    ready.push((Arc::clone(d), at, free));
-                    continue;
                 }
-                ready.push((Arc::clone(d), at, free));
+                let free = d.window.available_permits();
+                let room_for_it = if saturated(free) {
+                    free.min(for_saturated)
+                } else {
+                    // Up to saturation from the reserve, beyond it from
+                    // the rest.
+                    let to_saturation = d.config.max_in_flight - (d.window_size - free);
+                    free.min(to_saturation.max(for_saturated))
+                };
+                ready.push((Arc::clone(d), at, room_for_it));
             }
             // More due than room: attempts that end wake the scheduler.
             inner
@@ -649,13 +739,24 @@ impl<S: Store> Engine<S> {
         }
     }
 
+    /// How many of the engine's slots must be free for a round to claim:
+    /// half a batch. When the slots bind (many destinations draining at
+    /// once), a round per attempt that ended claimed one or two messages
+    /// per claim, and the claims' round trips, not the HTTP work, set the
+    /// pace (a drain of 1,000 destinations ran at a quarter of one
+    /// destination's).
+    fn refill_at(&self) -> usize {
+        let config = &self.inner.config;
+        (config.claim_batch.min(config.max_in_flight) / 2).max(1)
+    }
+
     /// Wakes the scheduler if a claim could now take more: `dest` was set
     /// aside and its window is half free again (the point at which a claim
-    /// refills it) or its probe ended, the engine's slots are so few that
-    /// they, not the windows, bound the claims, or the last round left due
-    /// destinations out for want of room. Every other end of an attempt lets
-    /// it sleep: a wake-up per attempt cost a scheduler round (and a timer)
-    /// per message, for nothing.
+    /// refills it) or its probe ended, or due destinations were left out
+    /// for want of room and half a batch of the engine's slots is free
+    /// again. Every other end of an attempt lets it sleep: a wake-up per
+    /// attempt cost a scheduler round (and a timer) per message, for
+    /// nothing.
     fn wake_if_room(&self, dest: &DestinationRuntime) {
         let inner = &self.inner;
         if dest.set_aside.load(Ordering::SeqCst)
@@ -669,8 +770,8 @@ impl<S: Store> Engine<S> {
                 .unwrap_or_else(PoisonError::into_inner)
                 .note(dest.index, at);
             inner.wake.notify_one();
-        } else if inner.slots.available_permits() <= inner.config.claim_batch
-            || inner.left_out.load(Ordering::Relaxed)
+        } else if inner.left_out.load(Ordering::Relaxed)
+            && inner.slots.available_permits() >= self.refill_at()
         {
             inner.wake.notify_one();
         }

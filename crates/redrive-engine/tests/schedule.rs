@@ -250,6 +250,20 @@ async fn every_attempt_starts_at_its_due_time_among_1000_destinations() {
     let _ = stop.send(true);
     task.await.expect("engine");
 
+    // Listings page through them by name.
+    let (page, next) = engine.destinations_page(None, 100);
+    assert_eq!(page.len(), 100);
+    assert_eq!(
+        (page[0].0.name.as_str(), next.as_deref()),
+        ("d0000", Some("d0099"))
+    );
+    let (page, next) = engine.destinations_page(Some("d0950"), 100);
+    assert_eq!(
+        (page.len(), page[0].0.name.as_str(), next),
+        (49, "d0951", None)
+    );
+    assert!(engine.destinations_page(Some("d0999"), 100).0.is_empty());
+
     let mut late = Vec::new();
     for k in 0..DESTINATIONS {
         let (m, attempts) = store

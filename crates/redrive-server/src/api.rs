@@ -544,18 +544,29 @@ async fn redrive_bulk<S: Store>(
     Ok(Json(json!({ "redriven": ids.len(), "ids": ids, "limit": limit })).into_response())
 }
 
-async fn destinations<S: Store>(State(state): State<Shared<S>>) -> Response {
-    let circuits: BTreeMap<String, &'static str> = state
-        .engine
-        .circuits()
-        .into_iter()
-        .map(|(n, c)| (n, c.as_str()))
-        .collect();
-    let list: Vec<Value> = state
-        .engine
-        .destinations()
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DestinationsQuery {
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The configured destinations by name, a page at a time (a deployment may
+/// have thousands): `next_cursor` asks for the next page.
+async fn destinations<S: Store>(
+    State(state): State<Shared<S>>,
+    query: Result<Query<DestinationsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(q) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Problem::bad_request("limit must be between 1 and 1000"));
+    }
+    let after = q.cursor.as_deref().filter(|c| !c.is_empty());
+    let (page, next) = state.engine.destinations_page(after, limit);
+    let list: Vec<Value> = page
         .iter()
-        .map(|d| {
+        .map(|(d, circuit)| {
             json!({
                 "name": d.name,
                 "url": d.url.to_string(),
@@ -563,11 +574,16 @@ async fn destinations<S: Store>(State(state): State<Shared<S>>) -> Response {
                 "max_in_flight": d.max_in_flight,
                 "rate_limit_per_second": d.rate_limit.map(|r| r.per_second),
                 "signed": d.signing.is_some(),
-                "circuit": circuits.get(&d.name).copied().unwrap_or("closed"),
+                "circuit": circuit.as_str(),
             })
         })
         .collect();
-    Json(json!({ "destinations": list })).into_response()
+    Ok(Json(json!({
+        "destinations": list,
+        "next_cursor": next,
+        "total": state.engine.destination_count(),
+    }))
+    .into_response())
 }
 
 async fn policy<S: Store>(

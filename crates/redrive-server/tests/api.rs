@@ -522,6 +522,32 @@ async fn destinations_and_policies_are_described() {
         ),
         (Some("crm"), Some("standard"), Some(true), Some("closed"))
     );
+    // A page at a time, by name.
+    let (st, v) = s.api("GET", "/v1/destinations?limit=1", "").await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        (
+            v["destinations"][0]["name"].as_str(),
+            v["next_cursor"].as_str(),
+            v["total"].as_u64()
+        ),
+        (Some("crm"), Some("crm"), Some(2))
+    );
+    let (st, v) = s
+        .api("GET", "/v1/destinations?limit=1&cursor=crm", "")
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        (
+            v["destinations"][0]["name"].as_str(),
+            v["next_cursor"].as_str()
+        ),
+        (Some("erp"), None)
+    );
+    for bad in ["limit=0", "limit=1001", "page=2"] {
+        let (st, _) = s.api("GET", &format!("/v1/destinations?{bad}"), "").await;
+        assert_eq!(st, 400, "{bad}");
+    }
     let (st, p) = s.api("GET", "/v1/policies/intentplatform", "").await;
     assert_eq!(st, 200);
     let offsets: Vec<u64> = p["timeline"]
@@ -600,4 +626,42 @@ async fn serve_refuses_to_listen_beyond_loopback_without_a_token() {
     let result = serve(config, store, std::future::pending(), |_| {}).await;
     let e = result.expect_err("refused").to_string();
     assert!(e.contains("no API token is configured"), "{e}");
+}
+
+/// With 152 destinations, `GET /v1/destinations` gives 100 a page by
+/// default, and following `next_cursor` lists each once, by name.
+#[tokio::test]
+async fn many_destinations_are_listed_a_page_at_a_time() {
+    let extra: String = (0..150)
+        .map(|k| {
+            format!("[destinations.d{k:03}]\nurl = \"http://127.0.0.1:9\"\npolicy = \"standard\"\n")
+        })
+        .collect();
+    let s = Server::start_with("[default]\nstatus = 200\n", &extra).await;
+    let mut names: Vec<String> = Vec::new();
+    let mut path = "/v1/destinations".to_owned();
+    let mut pages = 0;
+    loop {
+        let (st, v) = s.api("GET", &path, "").await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["total"].as_u64(), Some(152));
+        let page = v["destinations"].as_array().expect("destinations");
+        assert!(page.len() <= 100);
+        names.extend(
+            page.iter()
+                .filter_map(|d| d["name"].as_str().map(str::to_owned)),
+        );
+        pages += 1;
+        match v["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/destinations?cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 2);
+    let mut sorted = names.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(names, sorted, "each once, by name");
+    assert_eq!(names.len(), 152);
+    s.stop().await;
 }

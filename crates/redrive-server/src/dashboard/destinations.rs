@@ -3,27 +3,41 @@
 
 use super::*;
 
+/// Destinations per page.
+const PAGE: usize = 25;
+
+#[derive(Deserialize, Default)]
+pub(super) struct DestinationsQuery {
+    after: Option<String>,
+}
+
+/// A page of destinations by name (`?after=NAME` for the next).
 pub(super) async fn destinations_page<S: Store>(
     State(state): State<Shared<S>>,
     headers: HeaderMap,
+    Query(qy): Query<DestinationsQuery>,
 ) -> Response {
     let (session, cookie) = match signed_in(&state, &headers) {
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let circuits: BTreeMap<String, &'static str> = state
-        .engine
-        .circuits()
-        .into_iter()
-        .map(|(n, c)| (n, c.as_str()))
-        .collect();
-    let mut body = String::from("<h1>Destinations</h1>");
-    let dests = state.engine.destinations();
-    if dests.is_empty() {
+    let after = qy.after.as_deref().filter(|a| !a.is_empty());
+    let (dests, next) = state.engine.destinations_page(after, PAGE);
+    let mut body = format!(
+        "<h1>Destinations</h1><p class=\"muted\">{} configured{}</p>",
+        state.engine.destination_count(),
+        after
+            .map(|a| format!(
+                ", after <code>{}</code> (<a href=\"/destinations\">from the first</a>)",
+                esc(a)
+            ))
+            .unwrap_or_default()
+    );
+    if dests.is_empty() && after.is_none() {
         body.push_str("<section class=\"card\"><p>No destination is configured: add a <code>[destinations.NAME]</code> table to redrive.toml.</p></section>");
     }
-    for d in dests {
-        let circuit = circuits.get(&d.name).copied().unwrap_or("closed");
+    for (d, circuit) in dests {
+        let circuit = circuit.as_str();
         let steps: Vec<(u32, u64)> = redrive_core::explain::timeline(&d.policy)
             .iter()
             .map(|s| (s.attempt, s.at.as_millis() as u64))
@@ -49,6 +63,12 @@ pub(super) async fn destinations_page<S: Store>(
             esc(&when),
             if d.policy.schedule.is_jittered() { " (upper bounds: jittered)" } else { "" },
             esc(&redrive_core::explain::explain(&d.policy))
+        ));
+    }
+    if let Some(next) = next {
+        body.push_str(&format!(
+            "<p><a href=\"/destinations?after={}\">Next page</a></p>",
+            q(&next)
         ));
     }
     respond(

@@ -310,12 +310,22 @@ async fn inbox<S: Store>(
         Ok(p) => p,
         Err(e) => return store_error(e),
     };
-    let dests: Vec<String> = state
-        .engine
-        .destinations()
-        .iter()
-        .map(|d| d.name.clone())
-        .collect();
+    // A list to choose from while destinations are few; a name to type
+    // beyond (10,000 options would weigh more than the page).
+    let destination_field = if state.engine.destination_count() <= 200 {
+        let dests: Vec<String> = state
+            .engine
+            .destinations()
+            .iter()
+            .map(|d| d.name.clone())
+            .collect();
+        select("destination", &dests, destination.as_deref())
+    } else {
+        format!(
+            "<input name=\"destination\" size=\"16\" value=\"{}\">",
+            esc(destination.as_deref().unwrap_or(""))
+        )
+    };
     let classes: Vec<String> = CLASSES.iter().map(|s| (*s).to_owned()).collect();
     let reasons: Vec<String> = REASONS.iter().map(|s| (*s).to_owned()).collect();
     let filter_query = format!(
@@ -335,7 +345,7 @@ async fn inbox<S: Store>(
          <label>destination {}</label><label>error class {}</label><label>park reason {}</label>\
          <label>changed within <input name=\"since\" placeholder=\"24h\" size=\"6\" value=\"{}\"></label>\
          <button class=\"quiet\" type=\"submit\">Filter</button><a href=\"/parked\">clear</a></form>",
-        select("destination", &dests, destination.as_deref()),
+        destination_field,
         select("class", &classes, class.as_deref()),
         select("reason", &reasons, reason.as_deref()),
         esc(since.as_deref().unwrap_or(""))

@@ -1,7 +1,13 @@
 //! The overview page: counts by state, the attempts chart, and the
 //! messages by destination.
 
+use std::collections::HashMap;
+
 use super::*;
+
+/// Up to this many destinations configured, the overview lists every one
+/// (zeros included); beyond, only those holding messages.
+const FEW_DESTINATIONS: usize = 100;
 
 pub(super) async fn overview<S: Store>(
     State(state): State<Shared<S>>,
@@ -63,46 +69,55 @@ pub(super) async fn overview<S: Store>(
         "<section class=\"card\"><h2>Attempts per minute by error class, last {hours} hours</h2>{}</section>",
         html::attempts_chart(&counts, from, now + 60_000 - now.rem_euclid(60_000), 60_000)
     ));
-    let circuits: BTreeMap<String, &'static str> = state
-        .engine
-        .circuits()
-        .into_iter()
-        .map(|(n, c)| (n, c.as_str()))
-        .collect();
     body.push_str("<section class=\"card\"><h2>Messages by destination</h2><table><tr><th>destination</th><th>circuit</th>");
     for st in states {
         body.push_str(&format!("<th class=\"num\">{}</th>", st.as_str()));
     }
     body.push_str("</tr>");
-    let mut names: Vec<String> = state
-        .engine
-        .destinations()
-        .iter()
-        .map(|d| d.name.clone())
-        .collect();
-    names.extend(stats.by_destination_state.iter().map(|(d, _, _)| d.clone()));
-    names.sort();
+    let mut counts: HashMap<(&str, MessageState), u64> = HashMap::new();
+    for (d, st, n) in &stats.by_destination_state {
+        *counts.entry((d.as_str(), *st)).or_default() += n;
+    }
+    // The destinations holding messages, and every configured one while
+    // they are few: a deployment with 10,000 idle ones lists what matters.
+    let configured = state.engine.destination_count();
+    let mut names: Vec<&str> = counts.keys().map(|(d, _)| *d).collect();
+    let all = if configured <= FEW_DESTINATIONS {
+        state.engine.destinations()
+    } else {
+        Vec::new()
+    };
+    names.extend(all.iter().map(|d| d.name.as_str()));
+    names.sort_unstable();
     names.dedup();
-    for name in names {
-        let circuit = circuits.get(&name).copied().unwrap_or("unknown");
+    for name in &names {
+        let circuit = state.engine.circuit(name).map_or("unknown", |c| c.as_str());
         body.push_str(&format!(
             "<tr><td>{}</td><td class=\"circuit-{circuit}\">{circuit}</td>",
-            esc(&name)
+            esc(name)
         ));
         for st in states {
-            let n = stats
-                .by_destination_state
-                .iter()
-                .find(|(d, s, _)| *d == name && *s == st)
-                .map_or(0, |(_, _, n)| *n);
+            let n = counts.get(&(*name, st)).copied().unwrap_or(0);
             let cell = if st == MessageState::Parked && n > 0 {
-                format!("<a href=\"/parked?destination={}\">{n}</a>", q(&name))
+                format!("<a href=\"/parked?destination={}\">{n}</a>", q(name))
             } else {
                 n.to_string()
             };
             body.push_str(&format!("<td class=\"num\">{cell}</td>"));
         }
         body.push_str("</tr>");
+    }
+    let quiet = configured.saturating_sub(
+        names
+            .iter()
+            .filter(|n| state.engine.destination(n).is_some())
+            .count(),
+    );
+    if configured > FEW_DESTINATIONS && quiet > 0 {
+        body.push_str(&format!(
+            "<tr><td colspan=\"{}\" class=\"muted\">and {quiet} more configured destinations that hold no messages (<a href=\"/destinations\">destinations</a>)</td></tr>",
+            states.len() + 2
+        ));
     }
     body.push_str("</table></section>");
     respond(page("Overview", "/", Some(&session.csrf), &body), cookie)
