@@ -302,3 +302,105 @@ async fn every_attempt_starts_at_its_due_time_among_1000_destinations() {
         &late[..late.len().min(5)]
     );
 }
+
+/// Ten destinations whose receiver hangs (it answers after 20 s; the
+/// attempts time out at 5 s) hold 3,000 messages, more than the engine's
+/// 1,024 slots; a healthy destination beside them still starts each of its
+/// messages when it is due: the last quarter of the slots is kept for
+/// destinations that are not saturated.
+#[tokio::test(start_paused = true)]
+async fn a_healthy_destination_starts_on_time_beside_ten_that_hang() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = HeldStill(SqliteStore::open(&dir.path().join("redrive.db")).expect("store"));
+    let scenario = r#"
+[[routes]]
+path = "/hang/*"
+steps = [{ status = 200, delay = "20s" }]
+
+[default]
+status = 200
+"#;
+    let mock = MockServer::start(
+        Scenario::from_toml("test", scenario, None).expect("scenario"),
+        "127.0.0.1:0".parse::<SocketAddr>().expect("addr"),
+        None,
+    )
+    .await
+    .expect("mock");
+    let policy = Arc::new(profiles::builtin("operations1").expect("profile"));
+    let destination = |name: String, base: &str| Destination {
+        name,
+        url: format!("{}{base}", mock.url()).parse().expect("url"),
+        policy_name: "operations1".into(),
+        policy: Arc::clone(&policy),
+        headers: Vec::new(),
+        max_in_flight: 64,
+        rate_limit: None,
+        signing: None,
+    };
+    let mut destinations: Vec<Destination> = (0..10)
+        .map(|k| destination(format!("hang{k}"), "/hang"))
+        .collect();
+    destinations.push(destination("healthy".into(), "/ok"));
+    let clock = Arc::new(TokioClock(tokio::time::Instant::now()));
+    let config = EngineConfig {
+        retention: None,
+        ..EngineConfig::default()
+    };
+    let client = HttpClient::new(ClientConfig::default()).expect("client");
+    let engine = Engine::new(store.clone(), destinations, client, config, clock.clone());
+    let (stop, stop_rx) = watch::channel(false);
+    let runner = engine.clone();
+    let task = tokio::spawn(async move { runner.run(stop_rx).await });
+
+    let message = |id: String, destination: &str, at: i64| NewMessage {
+        id: id.clone(),
+        destination: destination.into(),
+        method: "POST".into(),
+        path: "/x".into(),
+        headers: Vec::new(),
+        body: b"{}".to_vec(),
+        idempotency_key: format!("key-{id}"),
+        request_hash: "h".into(),
+        marked_idempotent: false,
+        created_at: at,
+    };
+    for k in 0..10 {
+        let batch = (0..300)
+            .map(|i| message(format!("01HANG{k}{i:04}"), &format!("hang{k}"), START))
+            .collect();
+        engine.enqueue(batch).await.expect("enqueue");
+    }
+    // The hangers claim and start; then a message to the healthy one every
+    // 250 ms for ten seconds, across the hangers' timeouts and retries.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut probes = Vec::new();
+    for n in 0..40 {
+        let at = START + 1_000 + n * 250;
+        tokio::time::sleep_until(clock.0 + Duration::from_millis((at - START) as u64)).await;
+        let id = format!("01OK{n:04}");
+        engine
+            .enqueue(vec![message(id.clone(), "healthy", at)])
+            .await
+            .expect("enqueue");
+        probes.push(id);
+    }
+    let mut late = Vec::new();
+    for id in &probes {
+        let deadline = clock.now_ms() + 60_000;
+        let first = loop {
+            let (m, attempts) = store.get(id.clone()).await.expect("get").expect("found");
+            if let Some(a) = attempts.first() {
+                break a.started_at - m.created_at;
+            }
+            assert!(clock.now_ms() < deadline, "{id} never attempted");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if first != 0 {
+            late.push((id.clone(), first));
+        }
+    }
+    let _ = stop.send(true);
+    task.await.expect("engine");
+    assert!(late.is_empty(), "started late (ms): {late:?}");
+}
