@@ -148,6 +148,30 @@ impl<S: Store> Store for HeldStill<S> {
     }
 }
 
+/// The engine over `store` for `destinations`, running on tokio's clock;
+/// stop it with the sender.
+fn start(
+    store: &HeldStill<SqliteStore>,
+    destinations: Vec<Destination>,
+) -> (
+    Engine<HeldStill<SqliteStore>>,
+    Arc<TokioClock>,
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let clock = Arc::new(TokioClock(tokio::time::Instant::now()));
+    let config = EngineConfig {
+        retention: None,
+        ..EngineConfig::default()
+    };
+    let client = HttpClient::new(ClientConfig::default()).expect("client");
+    let engine = Engine::new(store.clone(), destinations, client, config, clock.clone());
+    let (stop, stop_rx) = watch::channel(false);
+    let runner = engine.clone();
+    let task = tokio::spawn(async move { runner.run(stop_rx).await });
+    (engine, clock, stop, task)
+}
+
 /// Two 503s, then 200, for every message.
 const TWICE_THEN_OK: &str = r#"
 [[routes]]
@@ -190,16 +214,7 @@ async fn every_attempt_starts_at_its_due_time_among_1000_destinations() {
             signing: None,
         })
         .collect();
-    let clock = Arc::new(TokioClock(tokio::time::Instant::now()));
-    let config = EngineConfig {
-        retention: None,
-        ..EngineConfig::default()
-    };
-    let client = HttpClient::new(ClientConfig::default()).expect("client");
-    let engine = Engine::new(store.clone(), destinations, client, config, clock.clone());
-    let (stop, stop_rx) = watch::channel(false);
-    let runner = engine.clone();
-    let task = tokio::spawn(async move { runner.run(stop_rx).await });
+    let (engine, clock, stop, task) = start(&store, destinations);
 
     // Stored at their own times, in an order unrelated to their names.
     let mut order: Vec<usize> = (0..DESTINATIONS)
@@ -342,16 +357,7 @@ status = 200
         .map(|k| destination(format!("hang{k}"), "/hang"))
         .collect();
     destinations.push(destination("healthy".into(), "/ok"));
-    let clock = Arc::new(TokioClock(tokio::time::Instant::now()));
-    let config = EngineConfig {
-        retention: None,
-        ..EngineConfig::default()
-    };
-    let client = HttpClient::new(ClientConfig::default()).expect("client");
-    let engine = Engine::new(store.clone(), destinations, client, config, clock.clone());
-    let (stop, stop_rx) = watch::channel(false);
-    let runner = engine.clone();
-    let task = tokio::spawn(async move { runner.run(stop_rx).await });
+    let (engine, clock, stop, task) = start(&store, destinations);
 
     let message = |id: String, destination: &str, at: i64| NewMessage {
         id: id.clone(),
