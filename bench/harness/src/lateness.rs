@@ -18,7 +18,7 @@ use redrive_mock::{MockServer, Scenario};
 use redrive_store::{MessageState, NewMessage, Store};
 use tokio::sync::watch;
 
-use crate::{now_ms, pending};
+use crate::{destination, fill, now_ms, pending, sqlite, Args};
 
 /// Destinations named `d00000`..., all to `url`, under the standard policy
 /// with 5 s attempts.
@@ -226,5 +226,185 @@ pub async fn backlog_of<S: Store>(store: &S, name: &str, n: usize) -> Result<()>
         store.enqueue(batch).await?;
         i += 1000;
     }
+    Ok(())
+}
+
+/// The scheduling rows (see `lateness`): lateness with 1 to 10,000
+/// destinations idle and beside a drain, time to delivery beside a backlog,
+/// a healthy destination beside hanging ones, start-up with 10,000
+/// destinations, and the drain of 1,000 destinations of 100 against one of
+/// 100,000, in one sitting.
+pub async fn scheduling_rows(
+    args: &Args,
+    ok: &MockServer,
+    row: &mut impl FnMut(&str, &'static str, String, String),
+) -> Result<()> {
+    let c = args.concurrency;
+    let counts: &[usize] = if args.quick {
+        &[1, 100, 1_000]
+    } else {
+        &[1, 100, 1_000, 10_000]
+    };
+    let probes = if args.quick { 50 } else { 200 };
+    // Long enough that the drain outlasts the probes (about 5 s).
+    let drain_n = if args.quick { 100_000 } else { 500_000 };
+    let every = Duration::from_millis(20);
+    let patience = Duration::from_secs(30);
+    for &n in counts {
+        let spread = move |k: usize| format!("d{:05}", (k * 7_919) % n);
+        // Idle: only the probes.
+        let (store, _dir) = sqlite()?;
+        let (engine, stop, task) = run(store, destinations(&ok.url(), n, c)?)?;
+        let (mut late, _, missing) = probe(&engine, probes, every, 200, spread, patience).await?;
+        let (figure, note) = lateness_row(&mut late, missing);
+        row(
+            &format!("lateness, {n} destinations, idle"),
+            "sqlite",
+            figure,
+            format!("{note}; probes due 200 ms after they are stored, one per 20 ms"),
+        );
+        let _ = stop.send(true);
+        let _ = task.await;
+        // Beside a drain of another destination's backlog.
+        let (store, _dir) = sqlite()?;
+        let mut all = destinations(&ok.url(), n, c)?;
+        let mut busy = destination(&ok.url(), c)?;
+        busy.name = "busy".into();
+        all.push(busy);
+        backlog_of(&store, "busy", drain_n).await?;
+        let (engine, stop, task) = run(store.clone(), all)?;
+        let (mut late, _, missing) = probe(&engine, probes, every, 200, spread, patience).await?;
+        let left = engine
+            .store()
+            .stats(now_ms())
+            .await?
+            .by_destination_state
+            .iter()
+            .filter(|(d, s, _)| d == "busy" && *s == MessageState::Pending)
+            .map(|(_, _, n)| *n)
+            .sum::<u64>();
+        let (figure, note) = lateness_row(&mut late, missing);
+        row(&format!("lateness, {n} destinations, beside a drain"), "sqlite", figure, format!("{note}; another destination drains {drain_n} ({left} of it still pending once every probe was delivered)"));
+        let _ = stop.send(true);
+        let _ = task.await;
+    }
+
+    // A single message's time to delivery beside a backlog.
+    let backlog_n = if args.quick { 100_000 } else { 1_000_000 };
+    let (store, _dir) = sqlite()?;
+    let mut two = destinations(&ok.url(), 1, c)?;
+    let mut busy = destination(&ok.url(), c)?;
+    busy.name = "busy".into();
+    two.push(busy);
+    backlog_of(&store, "busy", backlog_n).await?;
+    let (engine, stop, task) = run(store.clone(), two)?;
+    let (mut late, mut delivery, missing) = probe(
+        &engine,
+        probes,
+        Duration::from_millis(50),
+        0,
+        |_| "d00000".into(),
+        patience,
+    )
+    .await?;
+    let (p50, p99, max) = percentiles(&mut delivery);
+    let (_, late99, _) = percentiles(&mut late);
+    row(&format!("time to delivery beside a backlog of {backlog_n}"), "sqlite", format!("p50 {p50} ms, p99 {p99} ms"), format!("max {max} ms; start p99 {late99} ms; {} probes to another destination, one per 50 ms, due when stored{}", delivery.len(), if missing > 0 { format!(", {missing} not delivered in time") } else { String::new() }));
+    let _ = stop.send(true);
+    let _ = task.await;
+
+    // Start-up with 10,000 destinations: the configuration parsed and
+    // checked, the engine built, the store's due times read.
+    let mut toml = String::new();
+    for k in 0..10_000 {
+        toml.push_str(&format!(
+            "[destinations.d{k:05}]\nurl = \"{}\"\npolicy = \"standard\"\n",
+            ok.url()
+        ));
+    }
+    let (store, _dir) = sqlite()?;
+    let started = Instant::now();
+    let config = redrive_server::config::Config::from_toml("bench", &toml, &Default::default())?;
+    let parsed = started.elapsed();
+    let engine = Engine::new(
+        store.clone(),
+        config.destinations,
+        HttpClient::new(ClientConfig::default())?,
+        EngineConfig::default(),
+        Arc::new(SystemClock),
+    );
+    store.due_by_destination().await?;
+    let ready = started.elapsed();
+    drop(engine);
+    row("start-up, 10,000 destinations", "sqlite", format!("{:.0} ms", ready.as_secs_f64() * 1000.0), format!("configuration parsed and checked in {:.0} ms, then the engine built and the due times read", parsed.as_secs_f64() * 1000.0));
+
+    Ok(())
+}
+
+/// A healthy destination's lateness beside ten whose receiver hangs.
+pub async fn beside_hanging(
+    args: &Args,
+    ok: &MockServer,
+    row: &mut impl FnMut(&str, &'static str, String, String),
+) -> Result<()> {
+    let c = args.concurrency;
+    let probes = if args.quick { 50 } else { 200 };
+    let every = Duration::from_millis(20);
+    let patience = Duration::from_secs(30);
+    // A healthy destination beside ten that hang: 600 messages among them
+    // (the case), and 3,000 (more than the engine's 1,024 slots).
+    let hang = hanging("20s").await?;
+    for per in [60, 300] {
+        let (store, _dir) = sqlite()?;
+        let mut hangers = destinations(&hang.url(), 10, c)?;
+        for h in &mut hangers {
+            h.name = format!("hang-{}", h.name);
+        }
+        fill_each(&store, &hangers, per).await?;
+        let mut healthy = destinations(&ok.url(), 1, c)?;
+        healthy.append(&mut hangers);
+        let (engine, stop, task) = run(store.clone(), healthy)?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (mut late, _, missing) =
+            probe(&engine, probes, every, 200, |_| "d00000".into(), patience).await?;
+        let (figure, note) = lateness_row(&mut late, missing);
+        row(&format!("healthy destination beside 10 hanging, {} waiting", 10 * per), "sqlite", figure, format!("{note}; 10 destinations whose receiver answers after 20 s (attempts time out at 5 s)"));
+        let _ = stop.send(true);
+        let _ = task.await;
+    }
+
+    Ok(())
+}
+
+/// The drain of 1,000 destinations of 100 against one of 100,000,
+/// alternated in one sitting.
+pub async fn many_destinations_drain(
+    args: &Args,
+    ok: &MockServer,
+    row: &mut impl FnMut(&str, &'static str, String, String),
+) -> Result<()> {
+    let c = args.concurrency;
+    let (many, per) = if args.quick { (100, 100) } else { (1_000, 100) };
+    let total = many * per;
+    let mut rates = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        let (store, _dir) = sqlite()?;
+        fill(&store, total, 0, now_ms()).await?;
+        rates
+            .0
+            .push(drain_all(store, ok, vec![destination(&ok.url(), c)?], total).await?);
+        let (store, _dir) = sqlite()?;
+        let dests = destinations(&ok.url(), many, c)?;
+        fill_each(&store, &dests, per).await?;
+        rates.1.push(drain_all(store, ok, dests, total).await?);
+    }
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    row(&format!("drain {many} destinations x {per}"), "sqlite", format!("{:.0} msg/s", mean(&rates.1)), format!("{:.2} of one destination's drain of {total} in the same sitting ({} against {} msg/s, alternated)", mean(&rates.1) / mean(&rates.0), fmt(&rates.1), fmt(&rates.0)));
     Ok(())
 }

@@ -18,7 +18,9 @@ pub mod observed;
 mod outcome;
 pub mod redact;
 mod request;
+mod scheduler;
 pub mod signing;
+mod worker;
 
 pub use breaker::{BreakerConfig, CircuitState};
 pub use client::{
