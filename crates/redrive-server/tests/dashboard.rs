@@ -381,6 +381,17 @@ async fn a_person_signs_in_finds_reads_and_redrives_parked_messages() {
         page.contains("intentplatform") && page.contains("+1d"),
         "the seed 004 timeline is drawn"
     );
+    // A page at a time, by name: after `billing` comes `crm` alone.
+    browser
+        .goto(&format!("{base}/destinations?after=billing"))
+        .await
+        .expect("goto");
+    let page = arrive(&browser, "svg.timeline").await;
+    assert!(
+        page.contains("<h2>crm</h2>") && !page.contains("<h2>billing</h2>"),
+        "the page after billing"
+    );
+    assert!(page.contains("2 configured") && !page.contains("Next page"));
 
     // A forged POST (the session cookie, no CSRF token) is refused.
     let cookie = browser
