@@ -24,6 +24,8 @@ use subtle::ConstantTimeEq;
 use crate::problem::Problem;
 use crate::views::MessageView;
 
+mod describe;
+
 /// What every handler shares.
 pub struct AppState<S: Store> {
     /// The engine (and through it the store and destinations).
@@ -50,9 +52,9 @@ pub fn router<S: Store>(state: Shared<S>) -> Router {
         .route("/v1/messages/{id}/redrive", post(redrive_one::<S>))
         .route("/v1/messages/{id}/discard", post(discard_one::<S>))
         .route("/v1/dead-letters/redrive", post(redrive_bulk::<S>))
-        .route("/v1/destinations", get(destinations::<S>))
-        .route("/v1/policies/{name}", get(policy::<S>))
-        .route("/v1/report", get(report::<S>))
+        .route("/v1/destinations", get(describe::destinations::<S>))
+        .route("/v1/policies/{name}", get(describe::policy::<S>))
+        .route("/v1/report", get(describe::report::<S>))
         .route("/openapi.json", get(openapi))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -141,6 +143,16 @@ async fn metrics<S: Store>(State(state): State<Shared<S>>) -> Response {
 
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], crate::OPENAPI).into_response()
+}
+
+/// A query string, or why it was refused.
+pub(crate) type QueryOf<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+
+/// The query's fields, or a 400 saying what was wrong with them.
+pub(crate) fn query_of<T>(query: QueryOf<T>) -> Result<T, Problem> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|e| Problem::bad_request(e.body_text()))
 }
 
 /// Reads a JSON body of at most `max` bytes.
@@ -422,9 +434,9 @@ fn filter_from(
 
 async fn list<S: Store>(
     State(state): State<Shared<S>>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    query: QueryOf<ListQuery>,
 ) -> Result<Response, Problem> {
-    let Query(q) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let q = query_of(query)?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
         return Err(Problem::bad_request("limit must be between 1 and 1000"));
@@ -542,107 +554,4 @@ async fn redrive_bulk<S: Store>(
     )?;
     let ids = state.engine.redrive_matching(filter, limit).await?;
     Ok(Json(json!({ "redriven": ids.len(), "ids": ids, "limit": limit })).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DestinationsQuery {
-    cursor: Option<String>,
-    limit: Option<usize>,
-}
-
-/// The configured destinations by name, a page at a time (a deployment may
-/// have thousands): `next_cursor` asks for the next page.
-async fn destinations<S: Store>(
-    State(state): State<Shared<S>>,
-    query: Result<Query<DestinationsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, Problem> {
-    let Query(q) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(Problem::bad_request("limit must be between 1 and 1000"));
-    }
-    let after = q.cursor.as_deref().filter(|c| !c.is_empty());
-    let (page, next) = state.engine.destinations_page(after, limit);
-    let list: Vec<Value> = page
-        .iter()
-        .map(|(d, circuit)| {
-            json!({
-                "name": d.name,
-                "url": d.url.to_string(),
-                "policy": d.policy_name,
-                "max_in_flight": d.max_in_flight,
-                "rate_limit_per_second": d.rate_limit.map(|r| r.per_second),
-                "signed": d.signing.is_some(),
-                "circuit": circuit.as_str(),
-            })
-        })
-        .collect();
-    Ok(Json(json!({
-        "destinations": list,
-        "next_cursor": next,
-        "total": state.engine.destination_count(),
-    }))
-    .into_response())
-}
-
-async fn policy<S: Store>(
-    State(state): State<Shared<S>>,
-    Path(name): Path<String>,
-) -> Result<Response, Problem> {
-    let policy = redrive_core::profiles::builtin(&name)
-        .map(Arc::new)
-        .or_else(|| {
-            state
-                .engine
-                .destinations()
-                .iter()
-                .find(|d| d.policy_name == name)
-                .map(|d| Arc::clone(&d.policy))
-        })
-        .ok_or_else(|| {
-            Problem::not_found(format!(
-                "no policy `{name}` (built in, or used by a destination)"
-            ))
-        })?;
-    let timeline: Vec<Value> = redrive_core::explain::timeline(&policy)
-        .iter()
-        .map(|s| json!({ "attempt": s.attempt, "at_ms": s.at.as_millis() as u64, "wait_ms": s.wait.as_millis() as u64 }))
-        .collect();
-    let rules =
-        |rules: &[redrive_core::Rule]| rules.iter().map(ToString::to_string).collect::<Vec<_>>();
-    Ok(Json(json!({
-        "name": policy.name,
-        "description": policy.description,
-        "schedule": policy.schedule.describe(),
-        "jittered": policy.schedule.is_jittered(),
-        "max_attempts": policy.max_attempts,
-        "attempt_timeout_ms": policy.attempt_timeout.as_millis() as u64,
-        "deadline_ms": policy.deadline.map(|d| d.as_millis() as u64),
-        "idempotency_header": policy.idempotency_header,
-        "timeline": timeline,
-        "success": rules(&policy.success),
-        "never_retry": rules(&policy.never_retry),
-        "retry_on": rules(&policy.retry_on),
-        "explain": redrive_core::explain::explain(&policy),
-    }))
-    .into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReportQuery {
-    since: Option<String>,
-}
-
-/// `GET /v1/report?since=24h`: failed attempts by destination and class.
-async fn report<S: Store>(
-    State(state): State<Shared<S>>,
-    query: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, Problem> {
-    let Query(q) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
-    let now = state.engine.now_ms();
-    let since = parse_since(q.since.as_deref().unwrap_or("24h"), now)?;
-    let rows = state.engine.store().report(since).await?;
-    Ok(Json(json!({ "since": crate::views::rfc3339(since), "failures": rows })).into_response())
 }

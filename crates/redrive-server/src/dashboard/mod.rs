@@ -269,7 +269,7 @@ fn select(name: &str, options: &[String], current: Option<&str>) -> String {
 async fn inbox<S: Store>(
     State(state): State<Shared<S>>,
     headers: HeaderMap,
-    query: Result<Query<InboxQuery>, axum::extract::rejection::QueryRejection>,
+    query: crate::api::QueryOf<InboxQuery>,
 ) -> Response {
     let (session, cookie) = match signed_in(&state, &headers) {
         Ok(s) => s,
