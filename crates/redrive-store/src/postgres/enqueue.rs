@@ -148,12 +148,12 @@ async fn insert_all(pool: &Pool, batch: Vec<NewMessage>) -> Result<Vec<Enqueued>
             }
         });
     }
-    let payload = super::due_payload(out.iter().filter_map(|e| match e {
+    let payload = super::notify::due_payload(out.iter().filter_map(|e| match e {
         Enqueued::Created(m) => Some((m.destination.as_str(), m.created_at)),
         _ => None,
     }));
     if let Some(payload) = payload {
-        tx.execute(super::NOTIFY, &[&super::CHANNEL, &payload])
+        tx.execute(super::notify::NOTIFY, &[&super::notify::CHANNEL, &payload])
             .await
             .map_err(db)?;
     }

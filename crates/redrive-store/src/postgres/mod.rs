@@ -16,81 +16,32 @@
 //!   start together migrate once and only one node purges at a time.
 
 mod enqueue;
+mod listing;
+mod migrations;
+mod notify;
 mod record;
+
+use listing::{
+    destinations_in, filter_sql, in_id_order, in_time_order, refs, stats_by_state, Param, LIST_KEY,
+};
+use migrations::migrate;
+use notify::{due_payload, listen, CHANNEL, NOTIFY};
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{AsyncMessage, Row};
+use tokio_postgres::Row;
 
 use crate::listing::{Cursor, ListOrder};
 use crate::model::{
     AttemptRecord, Claimed, Enqueued, Filter, Message, MessageState, NewMessage, NextState, Page,
     ReportRow, Stats,
 };
-use crate::wakeups::{self, WakeupSender, Wakeups};
+use crate::wakeups::{self, Wakeups};
 use crate::{Store, StoreError};
 
-/// The advisory lock key for migrations ("redrive" in ASCII, roughly).
-const MIGRATION_LOCK: i64 = 0x7265_6472_6976_6501;
 /// The advisory lock key for the retention purge.
 const PURGE_LOCK: i64 = 0x7265_6472_6976_6502;
-/// The channel idle nodes listen on.
-const CHANNEL: &str = "redrive_due";
-
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE messages (
-    id                TEXT PRIMARY KEY,
-    destination       TEXT NOT NULL,
-    method            TEXT NOT NULL,
-    path              TEXT NOT NULL,
-    headers           TEXT NOT NULL,
-    body              BYTEA NOT NULL,
-    idempotency_key   TEXT NOT NULL UNIQUE,
-    request_hash      TEXT NOT NULL,
-    marked_idempotent BOOLEAN NOT NULL,
-    state             TEXT NOT NULL,
-    park_reason       TEXT,
-    last_class        TEXT,
-    attempts          INTEGER NOT NULL DEFAULT 0,
-    total_attempts    INTEGER NOT NULL DEFAULT 0,
-    cycle             INTEGER NOT NULL DEFAULT 1,
-    cycle_started_at  BIGINT NOT NULL,
-    next_attempt_at   BIGINT,
-    lease             TEXT,
-    created_at        BIGINT NOT NULL,
-    updated_at        BIGINT NOT NULL
-);
-CREATE INDEX messages_due ON messages (next_attempt_at) WHERE state = 'pending';
-CREATE INDEX messages_by_state ON messages (state, destination, id);
-CREATE INDEX messages_by_update ON messages (state, updated_at);
-CREATE TABLE attempts (
-    message_id        TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
-    n                 INTEGER NOT NULL,
-    cycle             INTEGER NOT NULL,
-    attempt           INTEGER NOT NULL,
-    started_at        BIGINT NOT NULL,
-    latency_ms        BIGINT NOT NULL,
-    status            INTEGER,
-    transport         TEXT,
-    class             TEXT NOT NULL,
-    decision          TEXT NOT NULL,
-    reason            TEXT NOT NULL,
-    delay_ms          BIGINT,
-    response_excerpt  TEXT,
-    detail            TEXT,
-    link_identities   TEXT,
-    PRIMARY KEY (message_id, n)
-);
-CREATE INDEX attempts_by_start ON attempts (started_at);
-"#,
-    crate::schema::DUE_IN_CLAIM_ORDER,
-    crate::schema::DUE_BY_DESTINATION,
-    crate::schema::FEWER_INDEXES,
-    crate::schema::LISTS_BY_STATE_ORDER,
-];
 
 /// Each destination with pending messages, in name order, found by a skip
 /// scan of the due index: one probe per destination, not one per row.
@@ -242,107 +193,6 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-async fn migrate(client: &deadpool_postgres::Object) -> Result<(), StoreError> {
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(db)?;
-    let result = async {
-        client
-            .batch_execute("CREATE TABLE IF NOT EXISTS redrive_schema (version INTEGER NOT NULL)")
-            .await
-            .map_err(db)?;
-        let version: i32 = client
-            .query_opt("SELECT version FROM redrive_schema", &[])
-            .await
-            .map_err(db)?
-            .map_or(0, |r| r.get(0));
-        let version = usize::try_from(version).unwrap_or(0);
-        if version > MIGRATIONS.len() {
-            return Err(StoreError::Config(format!(
-                "the database is at schema version {version}, newer than this redrive knows ({}); upgrade redrive",
-                MIGRATIONS.len()
-            )));
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            let n = i32::try_from(i + 1).unwrap_or(i32::MAX);
-            client
-                .batch_execute(&format!(
-                    "BEGIN; {sql}; DELETE FROM redrive_schema; INSERT INTO redrive_schema VALUES ({n}); COMMIT;"
-                ))
-                .await
-                .map_err(|e| StoreError::Database(format!("migration {n}: {e}")))?;
-        }
-        Ok(())
-    }
-    .await;
-    let _ = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
-        .await;
-    result
-}
-
-/// Keeps a connection that `LISTEN`s and hands `tx` every notification's
-/// payload; reconnects after a failure.
-async fn listen(config: tokio_postgres::Config, require_tls: bool, tx: WakeupSender) {
-    loop {
-        if tx.is_closed() {
-            return;
-        }
-        if require_tls {
-            if let Ok(tls) = tls() {
-                if let Ok((client, connection)) = config.connect(tls).await {
-                    listen_on(client, connection, &tx).await;
-                }
-            }
-        } else if let Ok((client, connection)) = config.connect(tokio_postgres::NoTls).await {
-            listen_on(client, connection, &tx).await;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-async fn listen_on<S, T>(
-    client: tokio_postgres::Client,
-    mut connection: tokio_postgres::Connection<S, T>,
-    tx: &WakeupSender,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    {
-        {
-            let (note_tx, mut note_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-            let driver = tokio::spawn(async move {
-                loop {
-                    match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                        Some(Ok(AsyncMessage::Notification(n))) => {
-                            if note_tx.send(n.payload().to_owned()).is_err() {
-                                return;
-                            }
-                        }
-                        Some(Ok(_)) => {}
-                        Some(Err(_)) | None => return,
-                    }
-                }
-            });
-            if client
-                .batch_execute(&format!("LISTEN {CHANNEL}"))
-                .await
-                .is_ok()
-            {
-                // Listening (again): what was announced while no one listened
-                // is unknown.
-                tx.unknown();
-                while let Some(payload) = note_rx.recv().await {
-                    tx.payload(&payload);
-                }
-            }
-            driver.abort();
-        }
-    }
-}
-
 fn message(r: &Row) -> Message {
     let headers: String = r.get(4);
     let state: String = r.get(9);
@@ -391,166 +241,6 @@ fn attempt(r: &Row) -> AttemptRecord {
         detail: r.get(12),
         link_identities: r.get(13),
     }
-}
-
-type Param = Box<dyn ToSql + Sync + Send>;
-
-/// `AND ...` clauses for a filter, numbering parameters after `params`.
-fn filter_sql(f: &Filter, params: &mut Vec<Param>) -> String {
-    let mut sql = String::new();
-    if let Some(s) = f.state {
-        // A literal, not a parameter: the planner uses a state's partial
-        // index (see `listing`) only for a query that names its state.
-        sql.push_str(&format!(" AND state = '{}'", s.as_str()));
-    }
-    if let Some(d) = &f.destination {
-        params.push(Box::new(d.clone()));
-        sql.push_str(&format!(" AND destination = ${}", params.len()));
-    }
-    sql.push_str(&narrowing_sql(f, params));
-    sql
-}
-
-/// `AND ...` clauses for the parts of a filter beyond its state and
-/// destination, numbering parameters after `params`.
-fn narrowing_sql(f: &Filter, params: &mut Vec<Param>) -> String {
-    let mut sql = String::new();
-    let mut add = |clause: &str, p: Param, params: &mut Vec<Param>| {
-        params.push(p);
-        sql.push_str(&format!(" AND {clause} ${}", params.len()));
-    };
-    if let Some(c) = &f.class {
-        add("last_class =", Box::new(c.clone()), params);
-    }
-    if let Some(r) = &f.reason {
-        add("park_reason =", Box::new(r.clone()), params);
-    }
-    if let Some(t) = f.since {
-        add("updated_at >=", Box::new(t), params);
-    }
-    sql
-}
-
-/// Each destination holding messages in `state`, in name order, by a skip
-/// scan of the state's index: one probe per destination (a recursive CTE
-/// named `d`, its `name` NULL at the end).
-fn destinations_in(state: MessageState) -> String {
-    let state = state.as_str();
-    format!(
-        "WITH RECURSIVE d(name) AS ( \
-           SELECT MIN(destination) FROM messages WHERE state = '{state}' \
-           UNION ALL \
-           SELECT (SELECT MIN(destination) FROM messages WHERE state = '{state}' AND destination > d.name) \
-           FROM d WHERE d.name IS NOT NULL)"
-    )
-}
-
-/// `select` (a `SELECT ... WHERE ...` of `filter_sql`) in id order, as many
-/// as the parameter numbered `limit` says, each row locked by `lock` (empty,
-/// or a locking clause).
-///
-/// A state's index orders each destination's messages by id, not a whole
-/// state's: with a state alone the planner walked the primary key and skipped
-/// every message in other states (600 ms to list the 100,000 pending behind
-/// 1,900,000 delivered). Each destination holding the state (a skip scan) is
-/// read in order instead, and the pages merged.
-fn in_id_order(select: &str, filter: &Filter, limit: usize, lock: &str) -> String {
-    match (filter.state, &filter.destination) {
-        (Some(state), None) => format!(
-            "{} SELECT m.* FROM d CROSS JOIN LATERAL \
-               ({select} AND destination = d.name ORDER BY id LIMIT ${limit}{lock}) m \
-             WHERE d.name IS NOT NULL ORDER BY m.id LIMIT ${limit}",
-            destinations_in(state)
-        ),
-        _ => format!("{select} ORDER BY id LIMIT ${limit}{lock}"),
-    }
-}
-
-/// A listing by time (`key`: the state and its time column, see
-/// [`ListOrder::by_time`]) of what `filter` matches after `cursor`: each destination's
-/// messages in the state read in the order of the state's index
-/// (destination, time, id), and the pages merged. Its rows are `COLUMNS`,
-/// then the time (`LIST_KEY`).
-fn in_time_order(
-    (state, time): (MessageState, &str),
-    filter: &Filter,
-    cursor: Option<&Cursor>,
-    limit: usize,
-    params: &mut Vec<Param>,
-) -> String {
-    let mut select = format!(
-        "SELECT {COLUMNS}, {time} AS list_key FROM messages WHERE state = '{}'",
-        state.as_str()
-    );
-    let destination = match &filter.destination {
-        Some(d) => {
-            params.push(Box::new(d.clone()));
-            format!("${}", params.len())
-        }
-        None => "d.name".to_owned(),
-    };
-    select.push_str(&format!(" AND destination = {destination}"));
-    select.push_str(&narrowing_sql(filter, params));
-    if let Some(c) = cursor {
-        params.push(Box::new(c.at()));
-        params.push(Box::new(c.id().to_owned()));
-        select.push_str(&format!(
-            " AND ({time}, id) > (${}, ${})",
-            params.len() - 1,
-            params.len()
-        ));
-    }
-    params.push(Box::new(i64::try_from(limit).unwrap_or(i64::MAX)));
-    let limit = params.len();
-    select.push_str(&format!(" ORDER BY {time}, id LIMIT ${limit}"));
-    if filter.destination.is_some() {
-        return select;
-    }
-    format!(
-        "{} SELECT m.* FROM d CROSS JOIN LATERAL ({select}) m \
-         WHERE d.name IS NOT NULL ORDER BY m.list_key, m.id LIMIT ${limit}",
-        destinations_in(state)
-    )
-}
-
-/// Messages per destination and state, one `GROUP BY` per state.
-fn stats_by_state() -> String {
-    [
-        MessageState::Pending,
-        MessageState::Delivered,
-        MessageState::Parked,
-        MessageState::Discarded,
-    ]
-    .iter()
-    .map(|s| {
-        let s = s.as_str();
-        format!(
-            "SELECT destination, '{s}'::TEXT, COUNT(*) FROM messages WHERE state = '{s}' GROUP BY destination"
-        )
-    })
-    .collect::<Vec<_>>()
-    .join(" UNION ALL ")
-}
-
-/// Where the time of a row of `in_time_order` is: after `COLUMNS`.
-const LIST_KEY: usize = 20;
-
-fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
-    params
-        .iter()
-        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-        .collect()
-}
-
-/// Announces a payload of [`wakeups::payload`] to every node (when the
-/// transaction commits): `$1` the channel, `$2` the payload.
-const NOTIFY: &str = "SELECT pg_notify($1, $2)";
-
-/// The payload announcing `due` (destination, time), if there is any.
-fn due_payload<'a>(due: impl IntoIterator<Item = (&'a str, i64)>) -> Option<String> {
-    let mut due = due.into_iter().peekable();
-    due.peek()?;
-    Some(wakeups::payload(due))
 }
 
 async fn redrive_ids(
