@@ -160,21 +160,17 @@ pub async fn hanging(delay: &str) -> Result<MockServer> {
     Ok(MockServer::start(scenario, "127.0.0.1:0".parse()?, None).await?)
 }
 
-/// Stores `per` messages for each of `destinations` due now, in batches.
-pub async fn fill_each<S: Store>(
-    store: &S,
-    destinations: &[Destination],
-    per: usize,
-) -> Result<()> {
+/// Stores `per` messages for each destination of `names`, due now, in batches.
+pub async fn fill_each<S: Store>(store: &S, names: &[&str], per: usize) -> Result<()> {
     let at = now_ms();
     let mut batch = Vec::with_capacity(1000);
     let mut i = 0u64;
-    for d in destinations {
+    for name in names {
         for _ in 0..per {
             i += 1;
             batch.push(redrive_store::conformance::sample_message(
                 60_000_000 + i,
-                &d.name,
+                name,
                 at,
             ));
             if batch.len() == 1000 {
@@ -213,20 +209,6 @@ pub async fn drain_all<S: Store>(
     let _ = stop.send(true);
     let _ = task.await;
     Ok(rate)
-}
-
-/// Stores `n` messages for destination `name` (a backlog beside probes).
-pub async fn backlog_of<S: Store>(store: &S, name: &str, n: usize) -> Result<()> {
-    let at = now_ms();
-    let mut i = 0;
-    while i < n {
-        let batch: Vec<NewMessage> = (i..(i + 1000).min(n))
-            .map(|k| redrive_store::conformance::sample_message(70_000_000 + k as u64, name, at))
-            .collect();
-        store.enqueue(batch).await?;
-        i += 1000;
-    }
-    Ok(())
 }
 
 /// The scheduling rows (see `lateness`): lateness with 1 to 10,000
@@ -271,7 +253,7 @@ pub async fn scheduling_rows(
         let mut busy = destination(&ok.url(), c)?;
         busy.name = "busy".into();
         all.push(busy);
-        backlog_of(&store, "busy", drain_n).await?;
+        fill_each(&store, &["busy"], drain_n).await?;
         let (engine, stop, task) = run(store.clone(), all)?;
         let (mut late, _, missing) = probe(&engine, probes, every, 200, spread, patience).await?;
         let left = engine
@@ -296,7 +278,7 @@ pub async fn scheduling_rows(
     let mut busy = destination(&ok.url(), c)?;
     busy.name = "busy".into();
     two.push(busy);
-    backlog_of(&store, "busy", backlog_n).await?;
+    fill_each(&store, &["busy"], backlog_n).await?;
     let (engine, stop, task) = run(store.clone(), two)?;
     let (mut late, mut delivery, missing) = probe(
         &engine,
@@ -360,7 +342,8 @@ pub async fn beside_hanging(
         for h in &mut hangers {
             h.name = format!("hang-{}", h.name);
         }
-        fill_each(&store, &hangers, per).await?;
+        let names: Vec<&str> = hangers.iter().map(|d| d.name.as_str()).collect();
+        fill_each(&store, &names, per).await?;
         let mut healthy = destinations(&ok.url(), 1, c)?;
         healthy.append(&mut hangers);
         let (engine, stop, task) = run(store.clone(), healthy)?;
@@ -395,7 +378,8 @@ pub async fn many_destinations_drain(
             .push(drain_all(store, ok, vec![destination(&ok.url(), c)?], total).await?);
         let (store, _dir) = sqlite()?;
         let dests = destinations(&ok.url(), many, c)?;
-        fill_each(&store, &dests, per).await?;
+        let names: Vec<&str> = dests.iter().map(|d| d.name.as_str()).collect();
+        fill_each(&store, &names, per).await?;
         rates.1.push(drain_all(store, ok, dests, total).await?);
     }
     let fmt = |v: &[f64]| {
