@@ -37,6 +37,8 @@ pub fn destinations(url: &str, n: usize, concurrency: usize) -> Result<Vec<Desti
                 max_in_flight: concurrency,
                 rate_limit: None,
                 signing: None,
+                credentials: None,
+                reconcile: None,
             })
         })
         .collect()

@@ -224,6 +224,8 @@ fn destination(url: &str, concurrency: usize) -> Result<Destination> {
         max_in_flight: concurrency,
         rate_limit: None,
         signing: None,
+        credentials: None,
+        reconcile: None,
     })
 }
 

@@ -44,6 +44,16 @@ pub struct Classification<'a> {
     pub signals: Signals<'a>,
 }
 
+impl Classification<'_> {
+    /// True when the receiver says the access token is no longer valid: an
+    /// `auth` error whose OAuth code (body, seed 001, or `WWW-Authenticate`
+    /// challenge, RFC 6750 §3.1) is `invalid_token`.
+    pub fn token_rejected(&self) -> bool {
+        self.class == ErrorClass::Auth
+            && self.signals.oauth_error.as_deref() == Some("invalid_token")
+    }
+}
+
 /// Classifies an outcome. `success` are the policy's success rules (statuses).
 pub fn classify<'a>(outcome: &Outcome<'a>, success: &[Rule]) -> Classification<'a> {
     let response = match outcome {
@@ -58,7 +68,14 @@ pub fn classify<'a>(outcome: &Outcome<'a>, success: &[Rule]) -> Classification<'
         Outcome::Response(r) => r,
     };
     let status = response.status;
-    let signals = read_signals(response.body);
+    let mut signals = read_signals(response.body);
+    if signals.oauth_error.is_none() {
+        // RFC 6750 §3.1: `WWW-Authenticate: Bearer error="invalid_token"`.
+        signals.oauth_error = response
+            .header("www-authenticate")
+            .and_then(crate::bodies::oauth::bearer_challenge_error)
+            .map(Cow::Borrowed);
+    }
     let mut c = Classification {
         class: ErrorClass::Server,
         status: Some(status),

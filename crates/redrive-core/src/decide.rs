@@ -28,6 +28,52 @@ pub struct AttemptContext {
     pub cycle_started_at: SystemTime,
 }
 
+/// What the engine can try before a failure stands: renew a rejected token,
+/// or ask the destination whether an indeterminate request took effect.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// The credentials the attempt was sent with.
+    pub credentials: Credentials,
+    /// True when the destination has a reconciliation probe (DESIGN.md,
+    /// "Reconciliation of indeterminate outcomes").
+    pub reconcile: bool,
+}
+
+impl Recovery {
+    /// Nothing to try: static credentials and no probe.
+    pub const NONE: Recovery = Recovery {
+        credentials: Credentials::Fixed,
+        reconcile: false,
+    };
+}
+
+/// What an attempt's credentials allow when the receiver rejects its token.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Credentials {
+    /// Static or none: a rejected token is an `auth` error.
+    #[default]
+    Fixed,
+    /// Renewable (OAuth 2.0 client credentials): a rejected token is renewed
+    /// and the request sent again at once.
+    Renewable,
+    /// Renewed for this message right after a rejection: a second rejection
+    /// is an `auth` error, so a token URL that hands out bad tokens cannot
+    /// loop.
+    JustRenewed,
+}
+
+/// What a reconciliation probe found out about an indeterminate request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Probed {
+    /// The request took effect: the message is delivered.
+    Applied,
+    /// It did not: sending it again is safe.
+    NotApplied,
+    /// The probe could not tell (another status, a transport failure, or a
+    /// probe that could not be built); the text says what happened.
+    Unknown(String),
+}
+
 /// Why a message is parked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ParkReason {
@@ -66,6 +112,8 @@ pub enum RetryReason {
     Schedule,
     /// The response's `Retry-After` header.
     RetryAfter,
+    /// A probe found that an indeterminate request did not take effect.
+    ReconciledNotApplied,
 }
 
 impl RetryReason {
@@ -74,6 +122,7 @@ impl RetryReason {
         match self {
             RetryReason::Schedule => "schedule",
             RetryReason::RetryAfter => "retry_after",
+            RetryReason::ReconciledNotApplied => "reconciled_not_applied",
         }
     }
 }
@@ -95,15 +144,25 @@ pub enum Decision {
         /// Why.
         reason: ParkReason,
     },
+    /// The receiver rejected the token: renew it and send again at once,
+    /// spending none of the policy's attempts (seed 001, `invalid_token`).
+    RenewCredentials,
+    /// The outcome is indeterminate: ask the destination whether the request
+    /// took effect before parking it (seed 000: "Clients need a way of
+    /// reconciling failed requests with a server"); [`Policy::after_probe`]
+    /// then decides.
+    Probe,
 }
 
 impl Decision {
-    /// `delivered`, `retry` or `park`.
+    /// `delivered`, `retry` or `park` (a renewal is recorded as a retry; a
+    /// probe is never recorded, the decision after it is).
     pub const fn as_str(&self) -> &'static str {
         match self {
             Decision::Delivered => "delivered",
-            Decision::Retry { .. } => "retry",
+            Decision::Retry { .. } | Decision::RenewCredentials => "retry",
             Decision::Park { .. } => "park",
+            Decision::Probe => "probe",
         }
     }
 
@@ -114,6 +173,8 @@ impl Decision {
             Decision::Delivered => "success",
             Decision::Retry { reason, .. } => reason.as_str(),
             Decision::Park { reason } => reason.as_str(),
+            Decision::RenewCredentials => "credentials_renewed",
+            Decision::Probe => "probe",
         }
     }
 }
@@ -136,6 +197,10 @@ pub enum Why<'p> {
     Expired(&'p Rule),
     /// A retry rule matched.
     Retry(&'p Rule),
+    /// The receiver rejected a renewable token.
+    TokenRejected,
+    /// A reconciliation probe found that the request took effect.
+    ReconciledApplied,
 }
 
 impl Why<'_> {
@@ -148,7 +213,10 @@ impl Why<'_> {
             | Why::Expired(r)
             | Why::Retry(r)
             | Why::Indeterminate(Some(r)) => Some(r),
-            Why::NoRetryRule | Why::Indeterminate(None) => None,
+            Why::NoRetryRule
+            | Why::Indeterminate(None)
+            | Why::TokenRejected
+            | Why::ReconciledApplied => None,
         }
     }
 }
@@ -174,11 +242,23 @@ impl Verdict<'_, '_> {
         self.classification.class
     }
 
+    /// The reason recorded with the attempt: the decision's, except that a
+    /// delivery found by a probe says so (`reconciled_applied`).
+    pub fn reason(&self) -> &'static str {
+        match self.why {
+            Why::ReconciledApplied => "reconciled_applied",
+            _ => self.decision.reason(),
+        }
+    }
+
     /// A one-line explanation for people, citing the rule that fired.
     pub fn explain(&self, policy: &Policy, attempt: u32) -> String {
         let class = self.classification.class;
         match (self.decision, self.why) {
             (_, Why::Success(rule)) => format!("delivered: {rule}"),
+            (_, Why::TokenRejected) => "the receiver rejected the access token (invalid_token, seed 001): a new token is fetched and the request sent again at once, spending no attempt".to_owned(),
+            (_, Why::ReconciledApplied) => "the outcome was indeterminate; the reconciliation probe found that the request took effect: delivered".to_owned(),
+            (Decision::Probe, Why::Indeterminate(_)) => "the outcome is indeterminate (the request may have been applied) and the request is not idempotent; the destination is asked whether it took effect before anything else".to_owned(),
             (_, Why::NeverRetry(rule)) => format!("never retried: {rule}"),
             (_, Why::NoRetryRule) => format!(
                 "no retry rule of policy `{}` matches class {class}: not retried",
@@ -209,6 +289,8 @@ impl Verdict<'_, '_> {
                 match reason {
                     RetryReason::RetryAfter => " as Retry-After asks",
                     RetryReason::Schedule => "",
+                    RetryReason::ReconciledNotApplied =>
+                        " (the reconciliation probe found it was not applied, so it is safe to send again)",
                 }
             ),
             (_, Why::Retry(rule)) => format!("retryable ({rule})"),
@@ -228,12 +310,64 @@ impl Policy {
             || self.method_is_idempotent(req.method)
     }
 
-    /// Classifies `outcome` and decides what happens next.
+    /// Classifies `outcome` and decides what happens next, with nothing to
+    /// try first ([`Recovery::NONE`]).
     pub fn decide<'p, 'a, R: RngCore + ?Sized>(
         &'p self,
         req: &RequestFacts<'_>,
         outcome: &Outcome<'a>,
         ctx: &AttemptContext,
+        rng: &mut R,
+    ) -> Verdict<'p, 'a> {
+        self.decide_with(req, outcome, ctx, Recovery::NONE, rng)
+    }
+
+    /// What a reconciliation probe's answer makes of an attempt whose
+    /// decision was [`Decision::Probe`]: `applied` delivers it, `not_applied`
+    /// decides again as if the request were idempotent (within the policy's
+    /// attempts and deadline), anything else parks it `indeterminate`.
+    pub fn after_probe<'p, 'a, R: RngCore + ?Sized>(
+        &'p self,
+        req: &RequestFacts<'_>,
+        outcome: &Outcome<'a>,
+        ctx: &AttemptContext,
+        probed: &Probed,
+        rng: &mut R,
+    ) -> Verdict<'p, 'a> {
+        let mut verdict = self.decide(req, outcome, ctx, rng);
+        match probed {
+            Probed::Applied => {
+                verdict.decision = Decision::Delivered;
+                verdict.why = Why::ReconciledApplied;
+            }
+            Probed::NotApplied => {
+                let safe = RequestFacts {
+                    marked_idempotent: true,
+                    ..*req
+                };
+                verdict = self.decide(&safe, outcome, ctx, rng);
+                if let Decision::Retry { delay, .. } = verdict.decision {
+                    verdict.decision = Decision::Retry {
+                        delay,
+                        reason: RetryReason::ReconciledNotApplied,
+                    };
+                }
+            }
+            Probed::Unknown(_) => {}
+        }
+        verdict
+    }
+
+    /// Classifies `outcome` and decides what happens next. Where `recovery`
+    /// allows, the decision is to renew a rejected token
+    /// ([`Decision::RenewCredentials`]) or to ask whether an indeterminate
+    /// request took effect ([`Decision::Probe`]) instead of parking.
+    pub fn decide_with<'p, 'a, R: RngCore + ?Sized>(
+        &'p self,
+        req: &RequestFacts<'_>,
+        outcome: &Outcome<'a>,
+        ctx: &AttemptContext,
+        recovery: Recovery,
         rng: &mut R,
     ) -> Verdict<'p, 'a> {
         let classification = classify(outcome, &self.success);
@@ -252,10 +386,23 @@ impl Policy {
         };
         let c = &verdict.classification;
         let park = |reason| Decision::Park { reason };
+        // An indeterminate outcome is parked, unless a probe can settle it.
+        let unsettled = if recovery.reconcile {
+            Decision::Probe
+        } else {
+            park(ParkReason::Indeterminate)
+        };
 
         if let Some(rule) = first_match(&self.success, c).filter(|_| c.class == ErrorClass::Success)
         {
             verdict.why = Why::Success(rule);
+            return verdict;
+        }
+        // Seed 001: an expired token is answered `invalid_token`; a renewable
+        // token is renewed before any rule sees the failure.
+        if recovery.credentials == Credentials::Renewable && c.token_rejected() {
+            verdict.why = Why::TokenRejected;
+            verdict.decision = Decision::RenewCredentials;
             return verdict;
         }
         let blocks_retry =
@@ -270,7 +417,7 @@ impl Policy {
             // it rather than merely fix and resend it.
             if indeterminate && !idempotent {
                 verdict.why = Why::Indeterminate(None);
-                verdict.decision = park(ParkReason::Indeterminate);
+                verdict.decision = unsettled;
             } else {
                 verdict.why = Why::NoRetryRule;
                 verdict.decision = park(ParkReason::NotRetryable);
@@ -279,7 +426,7 @@ impl Policy {
         };
         if blocks_retry {
             verdict.why = Why::Indeterminate(Some(rule));
-            verdict.decision = park(ParkReason::Indeterminate);
+            verdict.decision = unsettled;
             return verdict;
         }
         let attempt = ctx.attempt.max(1);

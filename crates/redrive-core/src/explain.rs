@@ -202,6 +202,19 @@ pub fn explain(policy: &Policy) -> String {
         let post = sample_decision(p, sample, "POST");
         let _ = writeln!(out, "  {label:<27} {get:<36} {post}");
     }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "before a failure stands (on a destination that configures it):"
+    );
+    let _ = writeln!(
+        out,
+        "  a token the receiver rejects (invalid_token, seed 001), with auth = {{ oauth2 = ... }}:\n    a new token is fetched and the request sent again at once, spending no attempt;\n    a second rejection right after is an auth error as above"
+    );
+    let _ = writeln!(
+        out,
+        "  an indeterminate outcome, with [destinations.NAME.reconcile]:\n    the destination is asked whether the request took effect (seed 000: \"reconciling\n    failed requests with a server\"); applied: delivered (reconciled); not applied:\n    retried as if idempotent, within max_attempts; no clear answer: parked indeterminate"
+    );
     out
 }
 
@@ -226,6 +239,8 @@ fn sample_decision(p: &Policy, sample: Sample, method: &str) -> String {
         Decision::Delivered => format!("delivered ({class})"),
         Decision::Retry { .. } => format!("retry ({class})"),
         Decision::Park { reason } => format!("park {reason} ({class})"),
+        Decision::RenewCredentials => format!("renew the token ({class})"),
+        Decision::Probe => format!("probe, then decide ({class})"),
     }
 }
 

@@ -43,13 +43,16 @@ pub mod explain;
 pub mod outcome;
 pub mod policy;
 pub mod profiles;
+pub mod reconcile;
 pub mod retry_after;
 pub mod schedule;
 pub mod toml_file;
 
 pub use class::ErrorClass;
 pub use classify::{classify, Classification, Signals};
-pub use decide::{AttemptContext, Decision, ParkReason, RetryReason, Verdict, Why};
+pub use decide::{
+    AttemptContext, Credentials, Decision, ParkReason, Probed, Recovery, RetryReason, Verdict, Why,
+};
 pub use duration::{format_duration, parse_duration, HumanDuration};
 pub use outcome::{Outcome, RequestFacts, Response, TransportFailure};
 pub use policy::file::PolicySet;

@@ -30,9 +30,25 @@ pub struct ParkedAlert {
     pub attempts: u32,
 }
 
+/// A destination whose credentials started failing: its messages wait.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct CredentialsAlert {
+    /// The destination.
+    pub destination: String,
+    /// What the token URL answered (never a secret).
+    pub detail: String,
+}
+
+/// What the alert task reports.
+#[derive(Clone, Debug)]
+enum Alert {
+    Parked(ParkedAlert),
+    Credentials(CredentialsAlert),
+}
+
 /// Where parks are queued for the alert task.
 #[derive(Clone, Debug)]
-pub struct AlertSender(mpsc::Sender<ParkedAlert>);
+pub struct AlertSender(mpsc::Sender<Alert>);
 
 /// The most alerts waiting to be sent.
 pub const QUEUE: usize = 10_000;
@@ -42,7 +58,15 @@ pub const BATCH: usize = 100;
 impl AlertSender {
     /// Queues an alert, or drops it (counted) when the queue is full.
     pub fn send(&self, alert: ParkedAlert) {
-        if self.0.try_send(alert).is_err() {
+        if self.0.try_send(Alert::Parked(alert)).is_err() {
+            metrics::counter!("redrive_alerts_dropped_total").increment(1);
+        }
+    }
+
+    /// Queues the alert of credentials that started failing (sent alone,
+    /// type `redrive.credentials_failing`).
+    pub fn send_credentials(&self, alert: CredentialsAlert) {
+        if self.0.try_send(Alert::Credentials(alert)).is_err() {
             metrics::counter!("redrive_alerts_dropped_total").increment(1);
         }
     }
@@ -51,37 +75,68 @@ impl AlertSender {
 /// Starts the alert task: it posts batches to `webhook` until every sender is
 /// dropped.
 pub fn start(client: HttpClient, webhook: Uri) -> (AlertSender, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<ParkedAlert>(QUEUE);
+    let (tx, mut rx) = mpsc::channel::<Alert>(QUEUE);
     let task = tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
+            let first = match first {
+                Alert::Parked(p) => p,
+                Alert::Credentials(c) => {
+                    post(&client, &webhook, "redrive.credentials_failing", &c, 1).await;
+                    continue;
+                }
+            };
             let mut batch = vec![first];
+            let mut others = Vec::new();
             // Collect what arrives within a second, up to a batch.
             let gather = tokio::time::sleep(Duration::from_secs(1));
             tokio::pin!(gather);
             while batch.len() < BATCH {
                 tokio::select! {
                     more = rx.recv() => match more {
-                        Some(a) => batch.push(a),
+                        Some(Alert::Parked(a)) => batch.push(a),
+                        Some(Alert::Credentials(c)) => others.push(c),
                         None => break,
                     },
                     _ = &mut gather => break,
                 }
             }
-            post(&client, &webhook, &batch).await;
+            #[derive(Serialize)]
+            struct Parked<'a> {
+                parked: &'a [ParkedAlert],
+            }
+            post(
+                &client,
+                &webhook,
+                "redrive.parked",
+                &Parked { parked: &batch },
+                batch.len(),
+            )
+            .await;
+            for c in others {
+                post(&client, &webhook, "redrive.credentials_failing", &c, 1).await;
+            }
         }
     });
     (AlertSender(tx), task)
 }
 
-async fn post(client: &HttpClient, webhook: &Uri, batch: &[ParkedAlert]) {
+/// Posts `{"type": kind, ...content}`; `count` is how many alerts it holds.
+async fn post<T: Serialize>(
+    client: &HttpClient,
+    webhook: &Uri,
+    kind: &'static str,
+    content: &T,
+    count: usize,
+) {
     #[derive(Serialize)]
-    struct Body<'a> {
+    struct Body<'a, T> {
         r#type: &'static str,
-        parked: &'a [ParkedAlert],
+        #[serde(flatten)]
+        content: &'a T,
     }
     let body = match serde_json::to_vec(&Body {
-        r#type: "redrive.parked",
-        parked: batch,
+        r#type: kind,
+        content,
     }) {
         Ok(b) => Bytes::from(b),
         Err(_) => return,
@@ -103,7 +158,7 @@ async fn post(client: &HttpClient, webhook: &Uri, batch: &[ParkedAlert]) {
             .await;
         match attempted.result {
             Ok(r) if (200..300).contains(&r.status) => {
-                metrics::counter!("redrive_alerts_sent_total").increment(batch.len() as u64);
+                metrics::counter!("redrive_alerts_sent_total").increment(count as u64);
                 return;
             }
             Ok(r) => tracing::warn!(
@@ -119,9 +174,10 @@ async fn post(client: &HttpClient, webhook: &Uri, batch: &[ParkedAlert]) {
             tokio::time::sleep(Duration::from_secs(wait)).await;
         }
     }
-    metrics::counter!("redrive_alerts_failed_total").increment(batch.len() as u64);
+    metrics::counter!("redrive_alerts_failed_total").increment(count as u64);
     tracing::error!(
-        parked = batch.len(),
+        kind,
+        alerts = count,
         "could not deliver an alert after 4 tries"
     );
 }

@@ -1,15 +1,18 @@
 //! A destination: where messages go, under which policy, with which headers
 //! and limits. Built from configuration by the server; used by the workers.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Uri};
+use redrive_core::reconcile::ReconcileProbe;
 use redrive_core::Policy;
 use tokio::sync::Semaphore;
 
 use crate::breaker::{Breaker, BreakerConfig};
+use crate::credentials::TokenSource;
 use crate::limits::{Rate, RateLimiter};
 use crate::observed::DestinationMetrics;
 use crate::signing::SigningSecret;
@@ -33,6 +36,11 @@ pub struct Destination {
     pub rate_limit: Option<Rate>,
     /// Signs each attempt with Standard Webhooks headers when set.
     pub signing: Option<SigningSecret>,
+    /// Renewable credentials (OAuth 2.0 client credentials), when set: every
+    /// attempt sends their token. Static ones are in `headers`.
+    pub credentials: Option<Arc<TokenSource>>,
+    /// The probe asked before a message would be parked `indeterminate`.
+    pub reconcile: Option<Arc<ReconcileProbe>>,
 }
 
 impl Destination {
@@ -81,6 +89,11 @@ impl Destination {
                 }
                 parts
             })
+            .chain(
+                self.credentials
+                    .iter()
+                    .map(|c| c.client_secret().to_owned()),
+            )
             .filter(|s| s.len() >= 6)
             .collect()
     }
@@ -127,6 +140,9 @@ pub struct DestinationRuntime {
     pub(crate) set_aside: AtomicBool,
     /// When it was due as it was set aside (its place when put back).
     pub(crate) set_aside_due: AtomicI64,
+    /// Messages whose last attempt here renewed the token: a second
+    /// rejection right after is an `auth` error, not another renewal.
+    pub(crate) renewed: Mutex<HashSet<String>>,
 }
 
 impl DestinationRuntime {
@@ -148,6 +164,7 @@ impl DestinationRuntime {
             index,
             set_aside: AtomicBool::new(false),
             set_aside_due: AtomicI64::new(0),
+            renewed: Mutex::new(HashSet::new()),
             window: Arc::new(Semaphore::new(window_size)),
             window_size,
             in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
@@ -220,6 +237,8 @@ mod tests {
             max_in_flight: 4,
             rate_limit: None,
             signing: None,
+            credentials: None,
+            reconcile: None,
         }
     }
 

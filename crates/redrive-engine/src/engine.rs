@@ -144,9 +144,17 @@ impl<S: Store> Engine<S> {
         config: EngineConfig,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        // How long an attempt may hold its lease: its timeout, and with a
+        // reconciliation probe the wait before it and its own timeout.
+        let span = |d: &Destination| {
+            d.policy.attempt_timeout
+                + d.reconcile
+                    .as_ref()
+                    .map_or(Duration::ZERO, |r| r.after + d.policy.attempt_timeout)
+        };
         let longest = destinations
             .iter()
-            .map(|d| d.policy.attempt_timeout)
+            .map(span)
             .max()
             .unwrap_or(Duration::from_secs(30));
         let lease_ms = (longest + config.lease_margin).as_millis() as i64;
@@ -156,7 +164,7 @@ impl<S: Store> Engine<S> {
             .map(|(i, d)| {
                 // The lease outlasts this destination's timeout by the
                 // margin, and by how much longer the longest is.
-                let slack = longest.saturating_sub(d.policy.attempt_timeout) + config.lease_margin;
+                let slack = longest.saturating_sub(span(&d)) + config.lease_margin;
                 Arc::new(DestinationRuntime::at(i, d, config.breaker, slack))
             })
             .collect();

@@ -10,6 +10,7 @@
 pub mod alerts;
 pub mod breaker;
 pub mod client;
+pub mod credentials;
 pub mod destination;
 mod due;
 pub mod engine;
@@ -26,6 +27,7 @@ pub use breaker::{BreakerConfig, CircuitState};
 pub use client::{
     Attempted, ClientConfig, HttpClient, OutboundRequest, ReceivedResponse, TransportError,
 };
+pub use credentials::{ClientAuth, CredentialsState, OAuth2, TokenSource};
 pub use destination::Destination;
 pub use engine::{Clock, Engine, EngineConfig, SystemClock};
 pub use limits::Rate;

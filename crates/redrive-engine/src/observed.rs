@@ -55,6 +55,16 @@ impl DestinationMetrics {
         known.push((class.to_owned(), decision.to_owned(), counter.clone()));
         counter
     }
+
+    /// `redrive_reconciliations_total` by outcome (`applied`, `not_applied`,
+    /// `unknown`): rare, so registered when used.
+    pub fn reconciliations(&self, outcome: &'static str) -> Counter {
+        metrics::counter!(
+            "redrive_reconciliations_total",
+            "destination" => self.destination.clone(),
+            "outcome" => outcome
+        )
+    }
 }
 
 impl fmt::Debug for DestinationMetrics {

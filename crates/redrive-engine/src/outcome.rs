@@ -4,15 +4,40 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use rand::SeedableRng;
-use redrive_core::{AttemptContext, Decision, ErrorClass, RequestFacts};
+use redrive_core::{AttemptContext, Decision, ErrorClass, Probed, Recovery, RequestFacts};
 use redrive_store::{AttemptRecord, Message, NextState};
 
 use crate::client::Attempted;
 use crate::destination::DestinationRuntime;
 use crate::redact;
 
-/// The core's decision on an attempt, as a record and the next state, plus
-/// whether the receiver looked healthy (for the breaker).
+/// What an attempt came to.
+pub(crate) struct Decided {
+    /// The record to store.
+    pub record: AttemptRecord,
+    /// The next state; `None` when the decision is to probe first.
+    pub next: Option<NextState>,
+    /// The error class.
+    pub class: ErrorClass,
+    /// Whether the receiver looked healthy (for the breaker).
+    pub healthy: bool,
+    /// The core's decision.
+    pub decision: Decision,
+}
+
+/// What the decision may try first, and what a probe found.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Before<'a> {
+    /// What recovery the destination allows.
+    pub recovery: Recovery,
+    /// A probe's answer: decide after it.
+    pub probed: Option<&'a Probed>,
+    /// The token the attempt sent, redacted from the record.
+    pub token: Option<&'a str>,
+}
+
+/// The core's decision on an attempt, as a record and the next state.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn decide(
     dest: &DestinationRuntime,
     m: &Message,
@@ -21,7 +46,8 @@ pub(crate) fn decide(
     done: i64,
     excerpt_limit: usize,
     jitter_seed: u64,
-) -> (AttemptRecord, NextState, ErrorClass, bool) {
+    before: Before<'_>,
+) -> Decided {
     let policy = &dest.config.policy;
     let to_time = |ms: i64| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     let ctx = AttemptContext {
@@ -35,10 +61,14 @@ pub(crate) fn decide(
         marked_idempotent: m.marked_idempotent,
     };
     let mut rng = rand::rngs::SmallRng::seed_from_u64(jitter_seed);
-    let (decision, class, rule, links) = attempted.with_outcome(|outcome| {
-        let v = policy.decide(&facts, outcome, &ctx, &mut rng);
+    let (decision, reason, class, rule, links) = attempted.with_outcome(|outcome| {
+        let v = match before.probed {
+            Some(probed) => policy.after_probe(&facts, outcome, &ctx, probed, &mut rng),
+            None => policy.decide_with(&facts, outcome, &ctx, before.recovery, &mut rng),
+        };
         (
             v.decision,
+            v.reason(),
             v.class(),
             v.explain(policy, ctx.attempt),
             v.classification
@@ -49,25 +79,36 @@ pub(crate) fn decide(
         )
     });
     let (next, delay_ms) = match decision {
-        Decision::Delivered => (NextState::Delivered, None),
+        Decision::Delivered => (Some(NextState::Delivered), None),
         Decision::Retry { delay, .. } => (
-            NextState::Retry {
+            Some(NextState::Retry {
                 at: done + delay.as_millis() as i64,
-            },
+            }),
             Some(delay.as_millis() as u64),
         ),
         Decision::Park { reason } => (
-            NextState::Parked {
+            Some(NextState::Parked {
                 reason: reason.as_str().to_owned(),
-            },
+            }),
             None,
         ),
+        Decision::RenewCredentials => (Some(NextState::Again { at: done }), Some(0)),
+        Decision::Probe => (None, None),
+    };
+    let mut secrets_with_token;
+    let secrets: &[String] = match before.token {
+        Some(t) => {
+            secrets_with_token = dest.secrets.clone();
+            secrets_with_token.push(t.to_owned());
+            &secrets_with_token
+        }
+        None => &dest.secrets,
     };
     let (status, transport, excerpt, detail) = match &attempted.result {
         Ok(r) => (
             Some(r.status),
             None,
-            redact::excerpt(&r.body, excerpt_limit, &dest.secrets),
+            redact::excerpt(&r.body, excerpt_limit, secrets),
             Some(rule),
         ),
         Err(e) => (
@@ -92,14 +133,20 @@ pub(crate) fn decide(
         transport,
         class: class.as_str().to_owned(),
         decision: decision.as_str().to_owned(),
-        reason: decision.reason().to_owned(),
+        reason: reason.to_owned(),
         delay_ms,
         response_excerpt: excerpt,
         detail,
         link_identities: links,
         ..AttemptRecord::default()
     };
-    (record, next, class, healthy)
+    Decided {
+        record,
+        next,
+        class,
+        healthy,
+        decision,
+    }
 }
 
 /// One structured line per failed attempt, WARN for a park, and the metrics.

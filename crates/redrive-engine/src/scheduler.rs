@@ -255,6 +255,17 @@ impl<S: Store> Engine<S> {
                 };
                 let d = &inner.by_index[i];
                 let free = d.window.available_permits();
+                // Credentials failing: nothing to send with until the token
+                // URL is tried again.
+                if let Some(until) = d
+                    .config
+                    .credentials
+                    .as_ref()
+                    .and_then(|c| c.held_until(now))
+                {
+                    due.note(i, until);
+                    continue;
+                }
                 let breaker = d.breaker();
                 if breaker.state(now) == CircuitState::Open {
                     let reopens = breaker.reopens_at().unwrap_or(now);

@@ -7,14 +7,17 @@ use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use rand::Rng;
-use redrive_core::ErrorClass;
+use redrive_core::reconcile::MessageFacts;
+use redrive_core::{Credentials, Decision, ErrorClass, Probed, Recovery};
 use redrive_store::{AttemptRecord, Claimed, Message, NextState, Store};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::alerts::ParkedAlert;
+use crate::alerts::{CredentialsAlert, ParkedAlert};
+use crate::client::OutboundRequest;
+use crate::credentials::Grant;
 use crate::destination::DestinationRuntime;
 use crate::engine::Engine;
-use crate::outcome::{decide, observe};
+use crate::outcome::{decide, observe, Before, Decided};
 use crate::request::build_request_with;
 
 impl<S: Store> Engine<S> {
@@ -42,6 +45,25 @@ impl<S: Store> Engine<S> {
         if let Some(limiter) = &dest.limiter {
             limiter.acquire().await;
         }
+        // Renewable credentials: the token at hand, or one fetched for every
+        // attempt waiting; a failing token URL holds the message.
+        let grant = match &dest.config.credentials {
+            None => None,
+            Some(source) => match source.header(&inner.client, || self.now_ms()).await {
+                Grant::Token { header, generation } => Some((header, generation)),
+                Grant::Held {
+                    until,
+                    newly_failing,
+                } => {
+                    if newly_failing {
+                        self.alert_credentials(&dest, source.health(self.now_ms()));
+                    }
+                    self.release(&dest, message.id, lease, due_at).await;
+                    self.note_due(dest.index, until);
+                    return;
+                }
+            },
+        };
         let now = self.now_ms();
         let timeout = dest.config.policy.attempt_timeout;
         // Too late to finish within the lease, or shutting down: give it back.
@@ -64,9 +86,9 @@ impl<S: Store> Engine<S> {
             return;
         };
         // The body goes to the request (the record and the decision do not
-        // need it): moved, not copied.
+        // need it): moved, not copied; a probe needs it back.
         let body = std::mem::take(&mut message.body);
-        let request = match build_request_with(&dest.config, &message, body, now) {
+        let mut request = match build_request_with(&dest.config, &message, body, now) {
             Ok(r) => r,
             Err(detail) => {
                 dest.breaker().cancel_probe();
@@ -74,6 +96,16 @@ impl<S: Store> Engine<S> {
                 return;
             }
         };
+        if let Some((header, _)) = &grant {
+            request
+                .headers
+                .insert(http::header::AUTHORIZATION, header.clone());
+        }
+        let body = dest
+            .config
+            .reconcile
+            .is_some()
+            .then(|| request.body.clone());
         let attempted = inner.client.attempt(request).await;
         // `max_in_flight` and the claim window bound requests at the
         // destination; recording the attempt does not involve it, so the next
@@ -88,15 +120,98 @@ impl<S: Store> Engine<S> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .random();
-        let (mut record, next, class, healthy) = decide(
-            &dest,
-            &message,
-            &attempted,
-            now,
-            done,
-            inner.config.excerpt_limit,
-            jitter_seed,
-        );
+        // A second rejection right after a renewal is an `auth` error only
+        // if the new token was never taken by the receiver: one that other
+        // attempts used up meanwhile (tokens that expire after N requests)
+        // is renewed again.
+        let just_renewed = match (&grant, &dest.config.credentials) {
+            (Some((_, generation)), Some(source)) => {
+                if matches!(&attempted.result, Ok(r) if r.status != 401) {
+                    source.accepted(*generation);
+                }
+                dest.renewed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&message.id)
+                    && !source.was_accepted(*generation)
+            }
+            _ => false,
+        };
+        let token = grant
+            .as_ref()
+            .and_then(|(h, _)| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "));
+        let mut before = Before {
+            recovery: Recovery {
+                credentials: match (&grant, just_renewed) {
+                    (None, _) => Credentials::Fixed,
+                    (Some(_), false) => Credentials::Renewable,
+                    (Some(_), true) => Credentials::JustRenewed,
+                },
+                reconcile: dest.config.reconcile.is_some(),
+            },
+            probed: None,
+            token,
+        };
+        let excerpt_limit = inner.config.excerpt_limit;
+        let decide_at = |before: Before<'_>, done: i64| {
+            decide(
+                &dest,
+                &message,
+                &attempted,
+                now,
+                done,
+                excerpt_limit,
+                jitter_seed,
+                before,
+            )
+        };
+        let mut decided = decide_at(before, done);
+        if decided.decision == Decision::RenewCredentials {
+            if let Some((_, generation)) = &grant {
+                if let Some(source) = &dest.config.credentials {
+                    source.reject(*generation);
+                }
+                let mut renewed = dest.renewed.lock().unwrap_or_else(PoisonError::into_inner);
+                if renewed.len() >= 100_000 {
+                    renewed.clear();
+                }
+                renewed.insert(message.id.clone());
+            }
+        }
+        let mut probe_note = None;
+        if decided.decision == Decision::Probe {
+            let body = body.unwrap_or_default();
+            let (probed, note) = self.probe(&dest, &message, &body, lease_until).await;
+            before.probed = Some(&probed);
+            decided = decide_at(before, self.now_ms());
+            probe_note = Some(note);
+            dest.metrics()
+                .reconciliations(match probed {
+                    Probed::Applied => "applied",
+                    Probed::NotApplied => "not_applied",
+                    Probed::Unknown(_) => "unknown",
+                })
+                .increment(1);
+        }
+        let Decided {
+            mut record,
+            next,
+            class,
+            healthy,
+            ..
+        } = decided;
+        // A probe's decision is never `Probe` again; stay safe regardless.
+        let next = next.unwrap_or(NextState::Parked {
+            reason: "indeterminate".into(),
+        });
+        let done = self.now_ms();
+        if let Some(note) = probe_note {
+            record.detail = Some(match record.detail.take() {
+                Some(d) => format!("{note}; {d}"),
+                None => note,
+            });
+        }
         if let Some(ms) = held {
             // Late, and why: the timeline shows it on the attempt.
             let held = redrive_core::HumanDuration(Duration::from_millis(ms as u64));
@@ -117,7 +232,7 @@ impl<S: Store> Engine<S> {
             attempts: message.attempts + 1,
         });
         let retry_at = match next {
-            NextState::Retry { at } => Some(at),
+            NextState::Retry { at } | NextState::Again { at } => Some(at),
             _ => None,
         };
         let recorded = inner
@@ -149,6 +264,111 @@ impl<S: Store> Engine<S> {
             }
             Err(e) => {
                 tracing::error!(message_id = %message.id, error = %e, "cannot record the attempt; it will be retried when the lease expires")
+            }
+        }
+    }
+
+    /// Asks the destination whether `message`'s request took effect: the
+    /// probe's answer, and a line for the attempt's record.
+    async fn probe(
+        &self,
+        dest: &DestinationRuntime,
+        message: &Message,
+        body: &[u8],
+        lease_until: i64,
+    ) -> (Probed, String) {
+        let Some(spec) = dest.config.reconcile.as_deref() else {
+            let p = Probed::Unknown("no probe is configured".into());
+            return (p, "no probe is configured".into());
+        };
+        let skipped = |why: String| {
+            let line = format!("the reconciliation probe was skipped: {why}");
+            (Probed::Unknown(line.clone()), line)
+        };
+        tokio::time::sleep(spec.after).await;
+        let facts = MessageFacts {
+            id: &message.id,
+            key: &message.idempotency_key,
+            path: &message.path,
+            headers: &message.headers,
+            body,
+        };
+        let path = match spec.path.render(&facts) {
+            Ok(p) => p,
+            Err(e) => return skipped(e.to_string()),
+        };
+        let timeout = dest.config.policy.attempt_timeout;
+        if self.now_ms() + timeout.as_millis() as i64 >= lease_until {
+            return skipped("no time left in the lease".into());
+        }
+        let Ok(method) = http::Method::from_bytes(spec.method.as_bytes()) else {
+            return skipped(format!("`{}` is not a method", spec.method));
+        };
+        let uri = match dest.config.url_for(&path) {
+            Ok(u) => u,
+            Err(e) => return skipped(format!("`{path}` is not a path: {e}")),
+        };
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in &dest.config.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        if let Some(source) = &dest.config.credentials {
+            match source.header(&self.inner.client, || self.now_ms()).await {
+                Grant::Token { header, .. } => {
+                    headers.insert(http::header::AUTHORIZATION, header);
+                }
+                Grant::Held { .. } => {
+                    return skipped("the destination's credentials are failing".into())
+                }
+            }
+        }
+        let attempted = self
+            .inner
+            .client
+            .attempt(OutboundRequest {
+                method,
+                uri,
+                headers,
+                body: bytes::Bytes::new(),
+                timeout,
+            })
+            .await;
+        let probed = attempted.with_outcome(|o| spec.judge(o));
+        let answered = match &attempted.result {
+            Ok(r) => format!("answered {}", r.status),
+            Err(e) => format!("failed ({})", e.kind),
+        };
+        let verdict = match &probed {
+            Probed::Applied => "the request took effect".to_owned(),
+            Probed::NotApplied => "the request did not take effect".to_owned(),
+            Probed::Unknown(why) => format!("no clear answer: {why}"),
+        };
+        let line = format!(
+            "reconciliation probe {} {path} {answered}: {verdict}",
+            spec.method
+        );
+        (probed, line)
+    }
+
+    /// Reports credentials that started failing to the alert webhook.
+    fn alert_credentials(
+        &self,
+        dest: &DestinationRuntime,
+        health: crate::credentials::CredentialsState,
+    ) {
+        metrics::counter!("redrive_credentials_failures_total", "destination" => dest.config.name.clone()).increment(1);
+        if let crate::credentials::CredentialsState::Failing { detail, .. } = health {
+            if let Some(sender) = self
+                .inner
+                .alerts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+            {
+                sender.send_credentials(CredentialsAlert {
+                    destination: dest.config.name.clone(),
+                    detail,
+                });
             }
         }
     }

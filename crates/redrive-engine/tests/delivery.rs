@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 use redrive_core::profiles;
+use redrive_core::reconcile::ReconcileProbe;
 use redrive_engine::{
-    BreakerConfig, ClientConfig, Clock, Destination, Engine, EngineConfig, HttpClient,
-    SigningSecret,
+    BreakerConfig, ClientConfig, Clock, Destination, Engine, EngineConfig, HttpClient, OAuth2,
+    SigningSecret, TokenSource,
 };
 use redrive_mock::{MockServer, Scenario};
 use redrive_store::{
@@ -47,6 +48,9 @@ struct DestSpec<'a> {
     max_in_flight: usize,
     signing: Option<&'a str>,
     headers: Vec<(&'static str, &'static str)>,
+    /// Renewable credentials; `{mock}` in the token URL is the mock's URL.
+    credentials: Option<OAuth2>,
+    reconcile: Option<ReconcileProbe>,
 }
 
 fn dest<'a>(profile: &'a str) -> DestSpec<'a> {
@@ -54,6 +58,8 @@ fn dest<'a>(profile: &'a str) -> DestSpec<'a> {
         profile,
         max_in_flight: 8,
         signing: None,
+        credentials: None,
+        reconcile: None,
         headers: Vec::new(),
     }
 }
@@ -83,6 +89,13 @@ async fn rig(scenario: &str, spec: DestSpec<'_>, tweak: impl FnOnce(&mut EngineC
         signing: spec
             .signing
             .map(|s| SigningSecret::parse(s).expect("secret")),
+        credentials: spec.credentials.map(|mut g| {
+            g.token_url = format!("{}{}", mock.url(), g.token_url)
+                .parse()
+                .expect("token url");
+            Arc::new(TokenSource::new("crm", g))
+        }),
+        reconcile: spec.reconcile.map(Arc::new),
     };
     let clock = Arc::new(ManualClock(AtomicI64::new(START)));
     let mut config = EngineConfig {

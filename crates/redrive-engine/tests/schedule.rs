@@ -212,6 +212,8 @@ async fn every_attempt_starts_at_its_due_time_among_1000_destinations() {
             max_in_flight: 32,
             rate_limit: None,
             signing: None,
+            credentials: None,
+            reconcile: None,
         })
         .collect();
     let (engine, clock, stop, task) = start(&store, destinations);
@@ -352,6 +354,8 @@ status = 200
         max_in_flight: 64,
         rate_limit: None,
         signing: None,
+        credentials: None,
+        reconcile: None,
     };
     let mut destinations: Vec<Destination> = (0..10)
         .map(|k| destination(format!("hang{k}"), "/hang"))

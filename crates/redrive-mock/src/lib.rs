@@ -28,6 +28,7 @@
 
 mod admin;
 pub mod journal;
+pub mod oauth;
 pub mod presets;
 pub mod scenario;
 mod server;

@@ -13,6 +13,7 @@ use redrive_core::duration::DurationText;
 use redrive_core::toml_file::{parse_toml, TomlError};
 use serde::Deserialize;
 
+use crate::oauth::OAuthSpec;
 use crate::presets::{canned, Preset};
 
 /// The most entries the journal keeps unless the scenario says otherwise.
@@ -29,6 +30,8 @@ pub struct Scenario {
     pub routes: Vec<Route>,
     /// The answer when no route matches.
     pub default: Step,
+    /// The token endpoint's client and its tokens' life, if any.
+    pub oauth: Option<OAuthSpec>,
 }
 
 /// A route: which requests it takes and how it answers them.
@@ -46,6 +49,13 @@ pub struct Route {
     pub key_header: String,
     /// How it chooses a step.
     pub responder: Responder,
+    /// Requests without a valid token get seed 001's `invalid_token` 401
+    /// (and spend no step).
+    pub require_token: bool,
+    /// A JSON pointer into the body that names what a request creates:
+    /// requests answered by a step that `applies` are remembered by it, for
+    /// a `lookup` step to find.
+    pub remember: Option<String>,
 }
 
 /// Which paths a route takes.
@@ -135,6 +145,9 @@ pub struct Step {
     pub delay: Option<Duration>,
     /// What to do.
     pub action: Action,
+    /// The request takes effect (remembered by the route's `remember`):
+    /// by default when the step answers 2xx.
+    pub applies: bool,
 }
 
 /// What a step does to the connection.
@@ -153,6 +166,12 @@ pub enum Action {
     /// Close this connection and stop listening for this long: connections are
     /// refused, then the listener comes back.
     Down(Duration),
+    /// The token endpoint: issue a token to the scenario's `[oauth]` client,
+    /// or answer `invalid_client`.
+    IssueToken,
+    /// 200 when a request remembered with this query parameter's value took
+    /// effect, else 404.
+    Lookup(String),
 }
 
 /// A response to send.
@@ -188,7 +207,9 @@ impl Scenario {
                     retry_after_date: None,
                     slow_body: None,
                 }),
+                applies: false,
             },
+            oauth: None,
         }
     }
 
@@ -228,13 +249,37 @@ impl Scenario {
                     retry_after_date: None,
                     slow_body: None,
                 }),
+                applies: false,
             },
         };
+        if let Some(o) = &spec.oauth {
+            if o.client_id.is_empty() || o.client_secret.is_empty() {
+                return Err(ctx.err("oauth", "give a non-empty `client_id` and `client_secret`"));
+            }
+            if o.expires_after == Some(0) {
+                return Err(ctx.err("oauth.expires_after", "must be at least 1 request"));
+            }
+        }
+        if spec.oauth.is_none() {
+            let needs = routes.iter().position(|r| {
+                r.require_token
+                    || r.responder
+                        .steps()
+                        .any(|s| matches!(s.action, Action::IssueToken))
+            });
+            if let Some(i) = needs {
+                return Err(ctx.err(
+                    &format!("routes[{i}]"),
+                    "issues or demands tokens, but the scenario has no [oauth] table (client_id, client_secret)",
+                ));
+            }
+        }
         Ok(Scenario {
             text: text.to_owned(),
             journal_limit: spec.journal.limit.unwrap_or(DEFAULT_JOURNAL_LIMIT),
             routes,
             default,
+            oauth: spec.oauth,
         })
     }
 }
@@ -247,6 +292,7 @@ struct ScenarioSpec {
     #[serde(default)]
     routes: Vec<RouteSpec>,
     default: Option<StepSpec>,
+    oauth: Option<OAuthSpec>,
 }
 
 #[derive(Deserialize, Default)]
@@ -266,6 +312,8 @@ struct RouteSpec {
     steps: Option<Vec<StepSpec>>,
     mix: Option<Vec<StepSpec>>,
     seed: Option<u64>,
+    require_token: Option<bool>,
+    remember: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -285,6 +333,9 @@ struct StepSpec {
     down: Option<DurationText>,
     times: Option<u32>,
     weight: Option<u32>,
+    applies: Option<bool>,
+    issue_token: Option<bool>,
+    lookup: Option<String>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -422,6 +473,16 @@ impl Ctx<'_> {
                 .unwrap_or("idempotency-key")
                 .to_ascii_lowercase(),
             responder,
+            require_token: r.require_token.unwrap_or(false),
+            remember: match &r.remember {
+                Some(p) if !p.starts_with('/') => {
+                    return Err(self.err(
+                        &format!("{key}.remember"),
+                        format!("`{p}` is not a JSON pointer; write one such as `/email`"),
+                    ))
+                }
+                other => other.clone(),
+            },
         })
     }
 
@@ -459,7 +520,28 @@ impl Ctx<'_> {
         if let (Some(_), Some(_)) = (s.fault, s.down) {
             return Err(self.err(key, "give either `fault` or `down`, not both"));
         }
-        let (label, action) = if let Some(fault) = s.fault {
+        let specials = [
+            s.fault.is_some(),
+            s.down.is_some(),
+            s.issue_token == Some(true),
+            s.lookup.is_some(),
+        ];
+        if specials.iter().filter(|b| **b).count() > 1 {
+            return Err(self.err(
+                key,
+                "give one of `fault`, `down`, `issue_token` and `lookup`",
+            ));
+        }
+        let (label, action) = if s.issue_token == Some(true) {
+            lone("issue_token")?;
+            ("issue a token".to_owned(), Action::IssueToken)
+        } else if let Some(param) = &s.lookup {
+            lone("lookup")?;
+            if param.is_empty() {
+                return Err(self.err(&k("lookup"), "name the query parameter to look up"));
+            }
+            (format!("lookup {param}"), Action::Lookup(param.clone()))
+        } else if let Some(fault) = s.fault {
             let (name, action) = match fault {
                 Fault::Timeout => ("timeout", Action::Timeout),
                 Fault::Reset => ("reset", Action::Reset),
@@ -485,10 +567,14 @@ impl Ctx<'_> {
             };
             (label, Action::Respond(reply))
         };
+        let applies = s
+            .applies
+            .unwrap_or(matches!(&action, Action::Respond(r) if (200..300).contains(&r.status)));
         Ok(Step {
             label,
             delay,
             action,
+            applies,
         })
     }
 

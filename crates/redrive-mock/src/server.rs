@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin;
 use crate::journal::{Journal, JournalView};
+use crate::oauth::{key_of, Memory, OAuthCounts};
 use crate::scenario::{Action, Per, Reply, Responder, Scenario, Step};
 use crate::wire::{self, ReadError, Request};
 
@@ -47,6 +48,7 @@ struct State {
     routes: Vec<RouteState>,
     default_count: u64,
     journal: Journal,
+    memory: Memory,
 }
 
 struct RouteState {
@@ -72,6 +74,8 @@ pub struct Counts {
     pub keys_dropped: u64,
     /// Journal entries dropped because the journal was full.
     pub journal_dropped: u64,
+    /// The token endpoint's counts.
+    pub oauth: OAuthCounts,
 }
 
 /// One route's counts.
@@ -116,11 +120,13 @@ impl State {
             routes,
             default_count: 0,
             journal,
+            memory: Memory::default(),
         }
     }
 
-    /// Picks the step for `req`, advances the counters and journals it.
-    fn choose(&mut self, req: &Request) -> (Arc<Scenario>, Option<usize>, usize) {
+    /// Picks the step for `req`, advances the counters and journals it; or,
+    /// for a route that demands a token the request lacks, the refusal.
+    fn choose(&mut self, req: &Request) -> (Arc<Scenario>, Option<usize>, usize, Option<Reply>) {
         let scenario = Arc::clone(&self.scenario);
         let path = req.path();
         let found = scenario.routes.iter().position(|r| {
@@ -133,9 +139,16 @@ impl State {
             self.default_count += 1;
             self.journal
                 .record(req, "default", 0, &scenario.default.label);
-            return (scenario, None, 0);
+            return (scenario, None, 0, None);
         };
         let route = &scenario.routes[i];
+        if route.require_token {
+            if let Some(refusal) = self.memory.check_token(req) {
+                self.journal
+                    .record(req, &route.name, 0, "respond 401 (invalid_token)");
+                return (scenario, Some(i), 0, Some(refusal));
+            }
+        }
         let rs = &mut self.routes[i];
         let step = match &route.responder {
             Responder::Sequence(steps) => {
@@ -168,13 +181,15 @@ impl State {
         };
         rs.count += 1;
         rs.by_step[step] += 1;
-        let label = route
-            .responder
-            .steps()
-            .nth(step)
-            .map_or("", |s| s.label.as_str());
+        let chosen = route.responder.steps().nth(step);
+        if let (Some(pointer), Some(true)) = (&route.remember, chosen.map(|s| s.applies)) {
+            if let Some(key) = key_of(&req.body, pointer) {
+                self.memory.apply(key);
+            }
+        }
+        let label = chosen.map_or("", |s| s.label.as_str());
         self.journal.record(req, &route.name, step, label);
-        (scenario, Some(i), step)
+        (scenario, Some(i), step, None)
     }
 
     fn counts(&self) -> Counts {
@@ -203,6 +218,7 @@ impl State {
                 .collect(),
             keys: keys.clone(),
             keys_dropped,
+            oauth: self.memory.counts(),
             journal_dropped: self.journal.dropped(),
         }
     }
@@ -413,7 +429,17 @@ async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
             }
             continue;
         }
-        let (scenario, route, step_index) = shared.state().choose(&req);
+        let (scenario, route, step_index, refusal) = shared.state().choose(&req);
+        if let Some(reply) = refusal {
+            if write_reply(&mut stream, &reply, req.keep_alive)
+                .await
+                .is_err()
+                || !req.keep_alive
+            {
+                return;
+            }
+            continue;
+        }
         let step: &Step = match route {
             Some(i) => match scenario.routes[i].responder.steps().nth(step_index) {
                 Some(s) => s,
@@ -468,6 +494,23 @@ async fn connection(mut stream: TcpStream, shared: Arc<Shared>) {
             Action::Down(d) => {
                 shared.go_down(*d);
                 return;
+            }
+            Action::IssueToken | Action::Lookup(_) => {
+                let reply = {
+                    let mut state = shared.state();
+                    match &step.action {
+                        Action::Lookup(param) => state.memory.lookup(param, &req),
+                        _ => state.memory.issue(scenario.oauth.as_ref(), &req),
+                    }
+                };
+                if write_reply(&mut stream, &reply, req.keep_alive)
+                    .await
+                    .is_err()
+                    || !req.keep_alive
+                {
+                    let _ = stream.shutdown().await;
+                    return;
+                }
             }
         }
     }

@@ -17,6 +17,8 @@ use redrive_core::{profiles, PolicySet};
 use redrive_engine::{Destination, Rate, SigningSecret};
 use serde::Deserialize;
 
+use crate::credentials::{self, AuthSpec, ReconcileSpec};
+
 /// Where the server listens when nothing says otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 /// The embedded default database.
@@ -87,6 +89,8 @@ struct DestinationSpec {
     max_in_flight: Option<usize>,
     rate_limit: Option<String>,
     signing_secret: Option<String>,
+    auth: Option<AuthSpec>,
+    reconcile: Option<ReconcileSpec>,
 }
 
 #[derive(Deserialize, Default)]
@@ -230,6 +234,18 @@ impl Config {
                 ),
                 None => None,
             };
+            let credentials = match &d.auth {
+                Some(auth) => credentials::apply(dname, auth, &mut headers)
+                    .map_err(|(k, m)| err(&key(&format!("auth{k}")), m))?,
+                None => None,
+            };
+            let reconcile = match &d.reconcile {
+                Some(r) => Some(Arc::new(
+                    credentials::probe(r)
+                        .map_err(|(k, m)| err(&key(&format!("reconcile{k}")), m))?,
+                )),
+                None => None,
+            };
             destinations.push(Destination {
                 name: dname.clone(),
                 url,
@@ -239,6 +255,8 @@ impl Config {
                 max_in_flight,
                 rate_limit,
                 signing,
+                credentials,
+                reconcile,
             });
         }
         let alert_webhook = match &spec.alerts.webhook {
@@ -289,7 +307,7 @@ fn read(p: &Path) -> Result<String, TomlError> {
     })
 }
 
-fn parse_url(text: &str) -> Result<Uri, String> {
+pub(crate) fn parse_url(text: &str) -> Result<Uri, String> {
     let uri: Uri = text
         .parse()
         .map_err(|_| format!("`{text}` is not a URL; write https://host[:port][/base]"))?;

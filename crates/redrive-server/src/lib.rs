@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 pub mod api;
 pub mod config;
+pub mod credentials;
 pub mod dashboard;
 pub mod problem;
 pub mod views;

@@ -61,6 +61,9 @@ pub struct AttemptView {
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link_identities: Option<serde_json::Value>,
+    /// What a reconciliation probe found: `applied` or `not_applied`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconciled: Option<&'static str>,
 }
 
 impl MessageView {
@@ -120,6 +123,11 @@ impl AttemptView {
                 .link_identities
                 .as_deref()
                 .and_then(|l| serde_json::from_str(l).ok()),
+            reconciled: match a.reason.as_str() {
+                "reconciled_applied" => Some("applied"),
+                "reconciled_not_applied" => Some("not_applied"),
+                _ => None,
+            },
         }
     }
 }

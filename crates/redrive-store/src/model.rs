@@ -222,6 +222,23 @@ pub enum NextState {
         /// Why.
         reason: String,
     },
+    /// Pending again, due at this time, spending none of the cycle's
+    /// attempts: the attempt is recorded (it happened) but does not count
+    /// against the policy's `max_attempts` (a renewed token, seed 001).
+    Again {
+        /// When it is due.
+        at: i64,
+    },
+}
+
+impl NextState {
+    /// How many of the cycle's attempts the record spends (0 or 1).
+    pub const fn spends(&self) -> u32 {
+        match self {
+            NextState::Again { .. } => 0,
+            _ => 1,
+        }
+    }
 }
 
 /// Which messages to list or act on. Empty fields match everything.

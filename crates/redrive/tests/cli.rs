@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn redrive(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_redrive"))
@@ -48,6 +48,34 @@ fn temp_file(name: &str, content: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, content).expect("write");
     path
+}
+
+/// Seed 001's expired token: parked with static credentials, renewed with
+/// renewable ones; a 500 on a POST is probed where a probe is configured.
+#[test]
+fn classify_says_what_renewal_and_reconciliation_would_do() {
+    let expired = [
+        "--status",
+        "401",
+        "--body",
+        r#"{"error":"invalid_token"}"#,
+        "--profile",
+        "privo",
+    ];
+    let v = classify(&expired);
+    assert_eq!(
+        (&v["decision"], &v["reason"]),
+        (&json!("park"), &json!("not_retryable"))
+    );
+    let mut renewable = expired.to_vec();
+    renewable.push("--renewable-token");
+    let v = classify(&renewable);
+    assert_eq!(
+        (&v["decision"], &v["reason"]),
+        (&json!("retry"), &json!("credentials_renewed"))
+    );
+    let v = classify(&["--status", "500", "--profile", "privo", "--reconcile"]);
+    assert_eq!(v["decision"], "probe");
 }
 
 #[test]

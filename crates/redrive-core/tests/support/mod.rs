@@ -140,7 +140,9 @@ pub fn delays_until_parked(
         match got.decision {
             Decision::Retry { delay, .. } => delays.push(delay),
             Decision::Park { reason } => return (delays, Some(reason)),
-            Decision::Delivered => return (delays, None),
+            Decision::Delivered | Decision::RenewCredentials | Decision::Probe => {
+                return (delays, None)
+            }
         }
     }
     (delays, None)

@@ -33,6 +33,7 @@ pub(super) async fn destinations<S: Store>(
     }
     let after = q.cursor.as_deref().filter(|c| !c.is_empty());
     let (page, next) = state.engine.destinations_page(after, limit);
+    let now = state.engine.now_ms();
     let list: Vec<Value> = page
         .iter()
         .map(|(d, circuit)| {
@@ -44,6 +45,12 @@ pub(super) async fn destinations<S: Store>(
                 "rate_limit_per_second": d.rate_limit.map(|r| r.per_second),
                 "signed": d.signing.is_some(),
                 "circuit": circuit.as_str(),
+                "credentials": crate::credentials::view(d, now),
+                "reconcile": d.reconcile.as_ref().map(|r| json!({
+                    "method": r.method,
+                    "path": r.path.to_string(),
+                    "after_ms": r.after.as_millis() as u64,
+                })),
             })
         })
         .collect();

@@ -36,8 +36,31 @@ pub(super) async fn destinations_page<S: Store>(
     if dests.is_empty() && after.is_none() {
         body.push_str("<section class=\"card\"><p>No destination is configured: add a <code>[destinations.NAME]</code> table to redrive.toml.</p></section>");
     }
+    let now = state.engine.now_ms();
     for (d, circuit) in dests {
         let circuit = circuit.as_str();
+        let credentials = crate::credentials::view(d, now);
+        let credentials_row = match credentials["state"].as_str() {
+            Some("failing") => format!(
+                "<tr><th>credentials</th><td class=\"credentials-failing\">failing: {} (messages wait; the token URL is tried again at {})</td></tr>",
+                esc(credentials["detail"].as_str().unwrap_or("")),
+                esc(credentials["retry_at"].as_str().unwrap_or(""))
+            ),
+            _ => match credentials["kind"].as_str() {
+                Some("oauth2") => "<tr><th>credentials</th><td>ok (OAuth 2.0 client credentials, renewed before they expire)</td></tr>".to_owned(),
+                Some("static") => "<tr><th>credentials</th><td>static</td></tr>".to_owned(),
+                _ => String::new(),
+            },
+        };
+        let reconcile_row = d
+            .reconcile
+            .as_ref()
+            .map(|r| format!(
+                "<tr><th>reconcile</th><td>before parking an indeterminate request: <code>{} {}</code></td></tr>",
+                esc(&r.method),
+                esc(&r.path.to_string())
+            ))
+            .unwrap_or_default();
         let steps: Vec<(u32, u64)> = redrive_core::explain::timeline(&d.policy)
             .iter()
             .map(|s| (s.attempt, s.at.as_millis() as u64))
@@ -50,7 +73,7 @@ pub(super) async fn destinations_page<S: Store>(
         body.push_str(&format!(
             "<section class=\"card\"><h2>{}</h2><table>\
              <tr><th>URL</th><td><code>{}</code></td></tr><tr><th>policy</th><td>{} — {}</td></tr>\
-             <tr><th>limits</th><td>{} in flight{}{}</td></tr><tr><th>circuit</th><td class=\"circuit-{circuit}\">{circuit}</td></tr></table>\
+             <tr><th>limits</th><td>{} in flight{}{}</td></tr><tr><th>circuit</th><td class=\"circuit-{circuit}\">{circuit}</td></tr>{credentials_row}{reconcile_row}</table>\
              <h2>Schedule</h2>{}<p class=\"muted\">{}{}</p><details><summary>Rules</summary><pre>{}</pre></details></section>",
             esc(&d.name),
             esc(&d.url.to_string()),

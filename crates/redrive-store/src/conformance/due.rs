@@ -2,8 +2,8 @@
 //! due: claims that name many destinations, each destination's next due
 //! time, and the earliest due time of each.
 
-use super::{enqueue_one, new_message};
-use crate::Store;
+use super::{enqueue_one, failed, new_message, want};
+use crate::{MessageState, NextState, Store};
 
 /// The destinations of [`a_claim_takes_from_every_destination_with_something_due`]:
 /// `d00` to `d47`, and four that hold nothing.
@@ -112,4 +112,41 @@ pub async fn a_claim_takes_from_every_destination_with_something_due<S: Store>(s
         after, expected,
         "a leased message is due when its lease ends"
     );
+}
+
+/// An attempt recorded with `NextState::Again` (a renewed token) is in the
+/// history and due again, but spends none of the cycle's attempts: the next
+/// one has the same number in its cycle.
+pub async fn a_renewal_is_recorded_but_spends_no_attempt<S: Store>(s: S) {
+    enqueue_one(&s, new_message("01A", "crm", "k1", 0)).await;
+    let mut renewal = failed("auth", "retry", "credentials_renewed");
+    renewal.status = Some(401);
+    for (lease, record, next) in [
+        ("L1", renewal, NextState::Again { at: 30 }),
+        (
+            "L2",
+            failed("success", "delivered", "success"),
+            NextState::Delivered,
+        ),
+    ] {
+        let claimed = s
+            .claim(40, want("crm", 1), lease.into(), 1_000)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1, "due again at once after a renewal");
+        assert!(s
+            .record("01A".into(), lease.into(), record, next, 30)
+            .await
+            .expect("record"));
+    }
+    let (m, attempts) = s.get("01A".into()).await.expect("get").expect("found");
+    assert_eq!(
+        (m.state, m.attempts, m.total_attempts),
+        (MessageState::Delivered, 1, 2)
+    );
+    let numbered: Vec<(u32, u32, &str)> = attempts
+        .iter()
+        .map(|a| (a.n, a.attempt, a.reason.as_str()))
+        .collect();
+    assert_eq!(numbered, [(1, 1, "credentials_renewed"), (2, 1, "success")]);
 }

@@ -492,6 +492,7 @@ macro_rules! conformance_tests {
             park_redrive_and_discard,
             redrive_by_filter,
             release_spends_no_attempt,
+            a_renewal_is_recorded_but_spends_no_attempt,
             list_pages_and_filters,
             list_a_state_across_destinations,
             list_each_state_in_its_order,

@@ -83,10 +83,12 @@ async fn record_all(pool: &Pool, records: &[Record]) -> Result<Vec<bool>, StoreE
     let mut classes = Vec::with_capacity(records.len());
     let mut next_at: Vec<Option<i64>> = Vec::with_capacity(records.len());
     let mut nows = Vec::with_capacity(records.len());
+    let mut spends: Vec<i32> = Vec::with_capacity(records.len());
     for r in records {
+        spends.push(r.next.spends() as i32);
         let (state, reason, at) = match &r.next {
             NextState::Delivered => ("delivered", None, None),
-            NextState::Retry { at } => ("pending", None, Some(*at)),
+            NextState::Retry { at } | NextState::Again { at } => ("pending", None, Some(*at)),
             NextState::Parked { reason } => ("parked", Some(reason.as_str()), None),
         };
         ids.push(r.id.as_str());
@@ -101,13 +103,13 @@ async fn record_all(pool: &Pool, records: &[Record]) -> Result<Vec<bool>, StoreE
     let updated = tx
         .query(
             "UPDATE messages m SET state = r.state, park_reason = r.reason, last_class = r.class, \
-             attempts = m.attempts + 1, total_attempts = m.total_attempts + 1, next_attempt_at = r.next_at, \
+             attempts = m.attempts + r.spends, total_attempts = m.total_attempts + 1, next_attempt_at = r.next_at, \
              lease = NULL, updated_at = r.now \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[]) \
-               AS r(id, lease, state, reason, class, next_at, now) \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::int4[]) \
+               AS r(id, lease, state, reason, class, next_at, now, spends) \
              WHERE m.id = r.id AND m.lease = r.lease AND m.state = 'pending' \
-             RETURNING m.id, m.total_attempts, m.cycle, m.attempts",
-            &[&ids, &leases, &states, &reasons, &classes, &next_at, &nows],
+             RETURNING m.id, m.total_attempts, m.cycle, m.attempts + 1 - r.spends",
+            &[&ids, &leases, &states, &reasons, &classes, &next_at, &nows, &spends],
         )
         .await
         .map_err(db)?;

@@ -237,7 +237,7 @@ const ENQUEUE_INSERT: &str = "INSERT INTO messages (id, destination, method, pat
 /// A record's update of its message (found by rowid, fenced by id and state;
 /// with `?8`, only if its `total_attempts` is still what the claim read).
 const RECORD_UPDATE: &str =
-    "UPDATE messages SET state = ?1, park_reason = ?2, last_class = ?3, attempts = attempts + 1, \
+    "UPDATE messages SET state = ?1, park_reason = ?2, last_class = ?3, attempts = attempts + ?9, \
      total_attempts = total_attempts + 1, next_attempt_at = ?4, lease = NULL, updated_at = ?5 \
      WHERE rowid = ?6 AND id = ?7 AND state = 'pending' AND (?8 IS NULL OR total_attempts = ?8)";
 /// The counters a record just wrote, read back by rowid.
@@ -981,7 +981,7 @@ impl Store for SqliteStore {
         let fence = Arc::clone(&self.leases);
         let ended = (id.clone(), lease.clone());
         let due_next = match &next {
-            NextState::Retry { at } => DueNext::At(*at),
+            NextState::Retry { at } | NextState::Again { at } => DueNext::At(*at),
             NextState::Delivered | NextState::Parked { .. } => DueNext::Gone,
         };
         self.write_counted_then(
@@ -998,9 +998,12 @@ impl Store for SqliteStore {
                 };
                 let (state, reason, next_at) = match &next {
                     NextState::Delivered => ("delivered", None, None),
-                    NextState::Retry { at } => ("pending", None, Some(*at)),
+                    NextState::Retry { at } | NextState::Again { at } => {
+                        ("pending", None, Some(*at))
+                    }
                     NextState::Parked { reason } => ("parked", Some(reason.as_str()), None),
                 };
+                let spends = next.spends();
                 // No RETURNING (see `enqueue`): the update, and the counters
                 // it wrote are the claim's plus one (see `Counters`), or read
                 // back from the row. (Not an INSERT ... SELECT of them: SQLite
@@ -1016,20 +1019,26 @@ impl Store for SqliteStore {
                             now,
                             rowid,
                             id,
-                            known_total
+                            known_total,
+                            spends
                         ])
                     })
                     .map_err(db)
                 };
                 let (total, cycle, in_cycle) = known;
+                // The attempt's number in its cycle is the one it was to
+                // be, whether or not it spends one.
                 let counters: Option<(u32, u32, u32)> = if update(Some(total))? == 1 {
                     Some((total.saturating_add(1), cycle, in_cycle.saturating_add(1)))
                 } else if update(None)? == 1 {
                     // The counters moved since the claim read them (a record
                     // of an expired lease committed since): read back.
                     conn.held(RECORD_COUNTERS, |s| {
-                        s.query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                            .optional()
+                        s.query_row([rowid], |r| {
+                            let after: u32 = r.get(2)?;
+                            Ok((r.get(0)?, r.get(1)?, after + 1 - spends))
+                        })
+                        .optional()
                     })
                     .map_err(db)?
                 } else {
@@ -1046,7 +1055,7 @@ impl Store for SqliteStore {
                     NextState::Parked { .. } => {
                         delta.moved(&destination, MessageState::Pending, MessageState::Parked)
                     }
-                    NextState::Retry { .. } => {}
+                    NextState::Retry { .. } | NextState::Again { .. } => {}
                 }
                 conn.held(RECORD_ATTEMPT, |s| {
                     s.execute(params![

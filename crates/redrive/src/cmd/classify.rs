@@ -54,6 +54,13 @@ pub struct Args {
     /// Seed the jitter, for a reproducible delay.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
+    /// The destination renews its token (`auth = { oauth2 = ... }`): a
+    /// rejected token is renewed rather than parked.
+    #[arg(long)]
+    renewable_token: bool,
+    /// The destination has a `[destinations.NAME.reconcile]` probe.
+    #[arg(long)]
+    reconcile: bool,
     #[command(flatten)]
     policy: PolicyChoice,
     /// Print one JSON object on one line.
@@ -118,7 +125,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Some(seed) => StdRng::seed_from_u64(seed),
         None => StdRng::from_os_rng(),
     };
-    let verdict = policy.decide(&request, &outcome, &ctx, &mut rng);
+    let recovery = redrive_core::Recovery {
+        credentials: if args.renewable_token {
+            redrive_core::Credentials::Renewable
+        } else {
+            redrive_core::Credentials::Fixed
+        },
+        reconcile: args.reconcile,
+    };
+    let verdict = policy.decide_with(&request, &outcome, &ctx, recovery, &mut rng);
     let explanation = verdict.explain(&policy, args.attempt);
     let rule = verdict.why.rule().map(ToString::to_string);
 
@@ -126,7 +141,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let mut o = Map::new();
         o.insert("class".into(), json!(verdict.class().as_str()));
         o.insert("decision".into(), json!(verdict.decision.as_str()));
-        o.insert("reason".into(), json!(verdict.decision.reason()));
+        o.insert("reason".into(), json!(verdict.reason()));
         if let Decision::Retry { delay, .. } = verdict.decision {
             o.insert(
                 "delay_ms".into(),
@@ -172,6 +187,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 policy.max_attempts
             ),
             Decision::Park { reason } => format!("park ({reason})"),
+            Decision::RenewCredentials => {
+                "renew the token and send again at once (credentials_renewed), spending no attempt"
+                    .to_owned()
+            }
+            Decision::Probe => {
+                "ask the destination whether it took effect, then decide (reconcile)".to_owned()
+            }
         };
         println!("decision  {decision}");
         println!("why       {explanation}");

@@ -143,6 +143,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     eprintln!("parked: {reason}");
                     return Ok(true);
                 }
+                // `decide` tries nothing first (no renewable token, no
+                // probe): neither comes from it.
+                Decision::RenewCredentials | Decision::Probe => {
+                    eprintln!("parked: {}", decision.reason());
+                    return Ok(true);
+                }
                 Decision::Retry { delay, .. } => {
                     eprintln!(
                         "waiting {} before attempt {}",

@@ -28,12 +28,23 @@ impl Drop for Served {
 /// Starts `redrive serve --config redrive.toml` in `dir` and reads the address
 /// from its first line.
 pub fn start(dir: &Path) -> Served {
+    spawn(dir, None)
+}
+
+/// [`start`], logging everything at `debug` to `dir/redrive.log` (for tests
+/// that search the logs).
+pub fn start_logged(dir: &Path) -> Served {
+    let log = std::fs::File::create(dir.join("redrive.log")).expect("log file");
+    spawn(dir, Some(log))
+}
+
+fn spawn(dir: &Path, log: Option<std::fs::File>) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_redrive"))
         .args(["serve", "--config", "redrive.toml", "--log-format", "json"])
         .current_dir(dir)
-        .env("REDRIVE_LOG", "error")
+        .env("REDRIVE_LOG", if log.is_some() { "debug" } else { "error" })
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log.map_or_else(Stdio::null, Stdio::from))
         .spawn()
         .expect("spawn");
     let stdout = child.stdout.take().expect("stdout");
