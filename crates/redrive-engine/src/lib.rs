@@ -17,6 +17,7 @@ pub mod engine;
 pub mod limits;
 pub mod observed;
 mod outcome;
+pub mod probe;
 pub mod redact;
 mod request;
 mod scheduler;

@@ -13,11 +13,11 @@ use redrive_store::{AttemptRecord, Claimed, Message, NextState, Store};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::alerts::{CredentialsAlert, ParkedAlert};
-use crate::client::OutboundRequest;
 use crate::credentials::Grant;
 use crate::destination::DestinationRuntime;
 use crate::engine::Engine;
 use crate::outcome::{decide, observe, Before, Decided};
+use crate::probe;
 use crate::request::build_request_with;
 
 impl<S: Store> Engine<S> {
@@ -182,7 +182,21 @@ impl<S: Store> Engine<S> {
         let mut probe_note = None;
         if decided.decision == Decision::Probe {
             let body = body.unwrap_or_default();
-            let (probed, note) = self.probe(&dest, &message, &body, lease_until).await;
+            let facts = MessageFacts {
+                id: &message.id,
+                key: &message.idempotency_key,
+                path: &message.path,
+                headers: &message.headers,
+                body: &body,
+            };
+            let (probed, note) = probe::reconcile(
+                &inner.client,
+                &dest.config,
+                &facts,
+                || self.now_ms(),
+                lease_until,
+            )
+            .await;
             before.probed = Some(&probed);
             decided = decide_at(before, self.now_ms());
             probe_note = Some(note);
@@ -266,88 +280,6 @@ impl<S: Store> Engine<S> {
                 tracing::error!(message_id = %message.id, error = %e, "cannot record the attempt; it will be retried when the lease expires")
             }
         }
-    }
-
-    /// Asks the destination whether `message`'s request took effect: the
-    /// probe's answer, and a line for the attempt's record.
-    async fn probe(
-        &self,
-        dest: &DestinationRuntime,
-        message: &Message,
-        body: &[u8],
-        lease_until: i64,
-    ) -> (Probed, String) {
-        let Some(spec) = dest.config.reconcile.as_deref() else {
-            let p = Probed::Unknown("no probe is configured".into());
-            return (p, "no probe is configured".into());
-        };
-        let skipped = |why: String| {
-            let line = format!("the reconciliation probe was skipped: {why}");
-            (Probed::Unknown(line.clone()), line)
-        };
-        tokio::time::sleep(spec.after).await;
-        let facts = MessageFacts {
-            id: &message.id,
-            key: &message.idempotency_key,
-            path: &message.path,
-            headers: &message.headers,
-            body,
-        };
-        let path = match spec.path.render(&facts) {
-            Ok(p) => p,
-            Err(e) => return skipped(e.to_string()),
-        };
-        let timeout = dest.config.policy.attempt_timeout;
-        if self.now_ms() + timeout.as_millis() as i64 >= lease_until {
-            return skipped("no time left in the lease".into());
-        }
-        let Ok(method) = http::Method::from_bytes(spec.method.as_bytes()) else {
-            return skipped(format!("`{}` is not a method", spec.method));
-        };
-        let uri = match dest.config.url_for(&path) {
-            Ok(u) => u,
-            Err(e) => return skipped(format!("`{path}` is not a path: {e}")),
-        };
-        let mut headers = http::HeaderMap::new();
-        for (name, value) in &dest.config.headers {
-            headers.insert(name.clone(), value.clone());
-        }
-        if let Some(source) = &dest.config.credentials {
-            match source.header(&self.inner.client, || self.now_ms()).await {
-                Grant::Token { header, .. } => {
-                    headers.insert(http::header::AUTHORIZATION, header);
-                }
-                Grant::Held { .. } => {
-                    return skipped("the destination's credentials are failing".into())
-                }
-            }
-        }
-        let attempted = self
-            .inner
-            .client
-            .attempt(OutboundRequest {
-                method,
-                uri,
-                headers,
-                body: bytes::Bytes::new(),
-                timeout,
-            })
-            .await;
-        let probed = attempted.with_outcome(|o| spec.judge(o));
-        let answered = match &attempted.result {
-            Ok(r) => format!("answered {}", r.status),
-            Err(e) => format!("failed ({})", e.kind),
-        };
-        let verdict = match &probed {
-            Probed::Applied => "the request took effect".to_owned(),
-            Probed::NotApplied => "the request did not take effect".to_owned(),
-            Probed::Unknown(why) => format!("no clear answer: {why}"),
-        };
-        let line = format!(
-            "reconciliation probe {} {path} {answered}: {verdict}",
-            spec.method
-        );
-        (probed, line)
     }
 
     /// Reports credentials that started failing to the alert webhook.

@@ -422,3 +422,77 @@ async fn indeterminate_posts_are_reconciled_by_a_probe() {
     .await
     .expect("join");
 }
+
+/// `redrive send` takes the same credentials: OAuth 2.0 flags (the secret
+/// from the environment), or a destination of a configuration with its
+/// `auth` and `reconcile`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_uses_renewable_tokens_and_the_probe() {
+    let mock = mock(&format!(
+        "{}[[routes]]\nmethod = \"POST\"\npath = \"/v2/users\"\nremember = \"/email\"\nsteps = [{{ status = 500, applies = true }}]\n\
+         [[routes]]\nmethod = \"GET\"\npath = \"/v2/users\"\nsteps = [{{ lookup = \"email\" }}]\n",
+        privo("{ issue_token = true }", 1)
+    ))
+    .await;
+    let url = mock.url();
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("send.toml"),
+        format!(
+            "[destinations.privo]\nurl = \"{url}\"\npolicy = \"privo\"\n\
+             auth = {{ oauth2 = {{ token_url = \"{url}/oauth/token\", client_id = \"partner-1\", client_secret = \"${{PRIVO_SECRET}}\" }} }}\n\
+             [destinations.privo.reconcile]\npath = \"/v2/users?email={{body.email}}\"\nafter = \"100ms\"\n"
+        ),
+    )
+    .expect("config");
+    let path = dir.path().to_path_buf();
+    let (flags, config) = tokio::task::spawn_blocking(move || {
+        let send = |args: &[&str]| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_redrive"))
+                .arg("send")
+                .args(args)
+                .current_dir(&path)
+                .env("PRIVO_SECRET", SECRET)
+                .output()
+                .expect("run")
+        };
+        let token_url = format!("{url}/oauth/token");
+        let flags = send(&[
+            &format!("{url}/v1/users/1"),
+            "-d",
+            "{}",
+            "--profile",
+            "privo",
+            "--oauth2-token-url",
+            &token_url,
+            "--oauth2-client-id",
+            "partner-1",
+            "--oauth2-client-secret",
+            "env:PRIVO_SECRET",
+        ]);
+        let config = send(&[
+            "/v2/users",
+            "-d",
+            r#"{"email":"eve@example.com"}"#,
+            "--config",
+            "send.toml",
+            "--destination",
+            "privo",
+        ]);
+        (flags, config)
+    })
+    .await
+    .expect("join");
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(flags.status.code(), Some(0), "{}", text(&flags));
+    assert!(text(&flags).contains("attempt 1 at +") && text(&flags).contains("HTTP 201"));
+    assert_eq!(config.status.code(), Some(0), "{}", text(&config));
+    assert!(
+        text(&config)
+            .contains("reconciliation probe GET /v2/users?email=eve%40example.com answered 200"),
+        "{}",
+        text(&config)
+    );
+    assert!(!text(&flags).contains(SECRET) && !text(&config).contains(SECRET));
+    assert_eq!(mock.counts().oauth.issued, 2, "one token per send");
+}

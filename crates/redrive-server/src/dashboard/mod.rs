@@ -529,9 +529,19 @@ async fn message_page<S: Store>(
             (None, Some(t)) => t.clone(),
             _ => "—".to_owned(),
         };
-        let decision = match a.delay_ms {
-            Some(d) => format!("retry in {}", human_ms(d)),
-            None => format!("{} ({})", a.decision, a.reason),
+        let decision = match (a.reason.as_str(), a.delay_ms) {
+            ("credentials_renewed", _) => {
+                "token rejected: renewed and sent again at once (no attempt spent)".to_owned()
+            }
+            ("reconciled_applied", _) => {
+                "delivered: the reconciliation probe found it took effect".to_owned()
+            }
+            ("reconciled_not_applied", Some(d)) => format!(
+                "retry in {}: the reconciliation probe found it did not take effect",
+                human_ms(d)
+            ),
+            (_, Some(d)) => format!("retry in {}", human_ms(d)),
+            (_, None) => format!("{} ({})", a.decision, a.reason),
         };
         body.push_str(&format!(
             "<li class=\"cls-{}\"><b>#{}</b> cycle {} · {} · <b>{}</b> · class <b>{}</b> · {} ms · {}",
