@@ -64,7 +64,14 @@ struct Args {
     /// against one), postgres.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// The drain's destination sends `Authorization: Bearer ...` (a static
+    /// credential, `auth = { bearer = ... }`): what credentials cost.
+    #[arg(long)]
+    bearer: bool,
 }
+
+/// Set from `--bearer` before any destination is built.
+static BEARER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 impl Args {
     fn wants(&self, phase: &str) -> bool {
@@ -220,7 +227,14 @@ fn destination(url: &str, concurrency: usize) -> Result<Destination> {
         url: url.parse()?,
         policy_name: "standard".into(),
         policy: Arc::new(policy),
-        headers: Vec::new(),
+        headers: if BEARER.load(std::sync::atomic::Ordering::Relaxed) {
+            vec![(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_static("Bearer bench-token-0123456789abcdef"),
+            )]
+        } else {
+            Vec::new()
+        },
         max_in_flight: concurrency,
         rate_limit: None,
         signing: None,
@@ -639,6 +653,7 @@ fn sqlite() -> Result<(SqliteStore, tempfile::TempDir)> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let mut args = Args::parse();
+    BEARER.store(args.bearer, std::sync::atomic::Ordering::Relaxed);
     if args.quick {
         args.seconds = 3;
         args.drain = vec![10_000];

@@ -49,7 +49,10 @@ impl<S: Store> Engine<S> {
         // attempt waiting; a failing token URL holds the message.
         let grant = match &dest.config.credentials {
             None => None,
-            Some(source) => match source.header(&inner.client, || self.now_ms()).await {
+            // Boxed, like the probe below: rare or short paths that would
+            // otherwise make every attempt's future (spawned per message)
+            // as large as their own.
+            Some(source) => match Box::pin(source.header(&inner.client, || self.now_ms())).await {
                 Grant::Token { header, generation } => Some((header, generation)),
                 Grant::Held {
                     until,
@@ -189,13 +192,13 @@ impl<S: Store> Engine<S> {
                 headers: &message.headers,
                 body: &body,
             };
-            let (probed, note) = probe::reconcile(
+            let (probed, note) = Box::pin(probe::reconcile(
                 &inner.client,
                 &dest.config,
                 &facts,
                 || self.now_ms(),
                 lease_until,
-            )
+            ))
             .await;
             before.probed = Some(&probed);
             decided = decide_at(before, self.now_ms());

@@ -538,4 +538,55 @@ webhook = "https://ops.example.com/hooks/redrive"
         assert!(e("[policies.billing]\nschedule = []\n", &[])
             .contains("policies.billing.schedule: the schedule is empty"));
     }
+
+    #[test]
+    fn auth_and_reconcile_errors_name_the_key() {
+        let e = |table: &str| {
+            Config::from_toml(
+                "r.toml",
+                &format!("[destinations.privo]\nurl = \"http://x\"\n{table}"),
+                &HashMap::new(),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        let oauth = |extra: &str| {
+            format!("auth = {{ oauth2 = {{ token_url = \"http://t/token\", client_id = \"p\"{extra} }} }}\n")
+        };
+        assert!(
+            e(&oauth("")).contains("destinations.privo.auth.oauth2: missing field `client_secret`")
+        );
+        assert!(e(&oauth(", client_secret = \"s\", scopes = \"x\""))
+            .contains("destinations.privo.auth.oauth2.scopes: unknown field `scopes`"));
+        assert!(e(&oauth(", client_secret = \"s\", client_auth = \"post\""))
+            .contains("destinations.privo.auth.oauth2.client_auth: `post` is neither"));
+        assert!(e("auth = { oauth = {} }\n")
+            .contains("destinations.privo.auth: unknown variant `oauth`"));
+        assert!(
+            e("auth = { bearer = \"\" }\n").contains("destinations.privo.auth.bearer: is empty")
+        );
+        assert!(
+            e("headers = { Authorization = \"x\" }\nauth = { bearer = \"t\" }\n")
+                .contains("destinations.privo.auth: `headers` already sets Authorization")
+        );
+        let reconcile = |body: &str| e(&format!("[destinations.privo.reconcile]\n{body}"));
+        assert!(reconcile("path = \"/u?e={nope}\"\n")
+            .contains("destinations.privo.reconcile.path: `{nope}` names nothing in a message"));
+        assert!(reconcile("path = \"/u\"\napplied = [\"2xx\", 99]\n")
+            .contains("destinations.privo.reconcile.applied[1]: `99` is not a status"));
+        assert!(reconcile("path = \"/u\"\nnot_applied = [\"2xx\"]\n")
+            .contains("destinations.privo.reconcile.not_applied: overlaps `applied`"));
+        assert!(reconcile("method = \"GET\"\n").contains("missing field `path`"));
+        let ok = Config::from_toml(
+            "r.toml",
+            "[destinations.privo]\nurl = \"http://x\"\nauth = { basic = { user = \"u\", password = \"p\" } }\n[destinations.privo.reconcile]\npath = \"/u/{id}\"\n",
+            &HashMap::new(),
+        )
+        .unwrap();
+        let d = &ok.destinations[0];
+        assert_eq!(d.headers[0].1, "Basic dTpw");
+        assert!(d.secrets().contains(&"Basic dTpw".to_owned()));
+        let probe = d.reconcile.as_ref().unwrap();
+        assert_eq!((probe.method.as_str(), probe.after.as_secs()), ("GET", 5));
+    }
 }
