@@ -76,6 +76,14 @@ fn classify_says_what_renewal_and_reconciliation_would_do() {
     );
     let v = classify(&["--status", "500", "--profile", "privo", "--reconcile"]);
     assert_eq!(v["decision"], "probe");
+    let o = redrive(&["policy", "explain", "privo"]);
+    let text = stdout(&o);
+    assert!(
+        text.contains(
+            "a new token is fetched and the request sent again at once, spending no attempt"
+        ) && text.contains("applied: delivered (reconciled)"),
+        "{text}"
+    );
 }
 
 #[test]
