@@ -140,6 +140,10 @@ pub struct DestinationRuntime {
     pub(crate) set_aside: AtomicBool,
     /// When it was due as it was set aside (its place when put back).
     pub(crate) set_aside_due: AtomicI64,
+    /// Paused by a person: none of its messages is attempted until resumed.
+    pub(crate) paused: AtomicBool,
+    /// Who paused it, when and why.
+    pub(crate) pause: Mutex<Option<redrive_store::Pause>>,
     /// Messages whose last attempt here renewed the token: a second
     /// rejection right after is an `auth` error, not another renewal.
     pub(crate) renewed: Mutex<HashSet<String>>,
@@ -165,6 +169,8 @@ impl DestinationRuntime {
             set_aside: AtomicBool::new(false),
             set_aside_due: AtomicI64::new(0),
             renewed: Mutex::new(HashSet::new()),
+            paused: AtomicBool::new(false),
+            pause: Mutex::new(None),
             window: Arc::new(Semaphore::new(window_size)),
             window_size,
             in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::Uri;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use redrive_store::{Filter, Store, StoreError};
+use redrive_store::{Store, StoreError};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::alerts::AlertSender;
@@ -253,41 +253,6 @@ impl<S: Store> Engine<S> {
             }
         }
         Ok(result)
-    }
-
-    /// Redrives parked messages now (a new cycle each) and wakes the scheduler;
-    /// returns the ids that were parked.
-    pub async fn redrive(&self, ids: Vec<String>) -> Result<Vec<String>, StoreError> {
-        let done = self.inner.store.redrive(ids, self.now_ms()).await?;
-        if !done.is_empty() {
-            // The store answers with ids; which destinations they were is
-            // one read of the due times away (a person's action: rare).
-            self.wake();
-        }
-        Ok(done)
-    }
-
-    /// Redrives up to `limit` parked messages matching `filter` and wakes the
-    /// scheduler; returns their ids.
-    pub async fn redrive_matching(
-        &self,
-        filter: Filter,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        let done = self
-            .inner
-            .store
-            .redrive_matching(filter, self.now_ms(), limit)
-            .await?;
-        if !done.is_empty() {
-            self.wake();
-        }
-        Ok(done)
-    }
-
-    /// Discards parked messages now; returns the ids that were parked.
-    pub async fn discard(&self, ids: Vec<String>) -> Result<Vec<String>, StoreError> {
-        self.inner.store.discard(ids, self.now_ms()).await
     }
 
     /// A destination's configuration.

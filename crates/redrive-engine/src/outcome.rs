@@ -138,6 +138,7 @@ pub(crate) fn decide(
         response_excerpt: excerpt,
         detail,
         link_identities: links,
+        revision: m.revision,
         ..AttemptRecord::default()
     };
     Decided {

@@ -182,6 +182,11 @@ impl<S: Store> Engine<S> {
     /// them; with `sweep`, also parks the due messages of destinations no
     /// longer configured. Says whether the read worked.
     async fn resync(&self, sweep: bool) -> bool {
+        // Pauses first (another node may have paused or resumed one).
+        if let Err(e) = self.load_pauses().await {
+            tracing::error!(error = %e, "cannot read the paused destinations");
+            return false;
+        }
         let due = match self.inner.store.due_by_destination().await {
             Ok(due) => due,
             Err(e) => {
@@ -255,6 +260,10 @@ impl<S: Store> Engine<S> {
                 };
                 let d = &inner.by_index[i];
                 let free = d.window.available_permits();
+                // Paused: out of the schedule until resumed (which notes it).
+                if d.paused.load(Ordering::SeqCst) {
+                    continue;
+                }
                 // Credentials failing: nothing to send with until the token
                 // URL is tried again.
                 if let Some(until) = d

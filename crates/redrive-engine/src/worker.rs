@@ -45,6 +45,11 @@ impl<S: Store> Engine<S> {
         if let Some(limiter) = &dest.limiter {
             limiter.acquire().await;
         }
+        // Paused since the claim: given back as due as it was.
+        if dest.paused.load(Ordering::SeqCst) {
+            self.release(&dest, message.id, lease, due_at).await;
+            return;
+        }
         // Renewable credentials: the token at hand, or one fetched for every
         // attempt waiting; a failing token URL holds the message.
         let grant = match &dest.config.credentials {
@@ -328,6 +333,7 @@ impl<S: Store> Engine<S> {
         tracing::warn!(message_id = %message.id, destination = %message.destination, %detail, "parked: cannot be sent");
         let record = AttemptRecord {
             started_at: now,
+            revision: message.revision,
             class: ErrorClass::Content.as_str().to_owned(),
             decision: "park".into(),
             reason: "not_retryable".into(),

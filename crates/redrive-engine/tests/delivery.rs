@@ -17,7 +17,7 @@ use redrive_engine::{
 };
 use redrive_mock::{MockServer, Scenario};
 use redrive_store::{
-    AttemptRecord, Enqueued, Message, MessageState, NewMessage, SqliteStore, Store,
+    AttemptRecord, Enqueued, Message, MessageState, NewMessage, People, SqliteStore, Store,
 };
 use tokio::sync::watch;
 
@@ -406,7 +406,7 @@ async fn a_redriven_message_is_delivered_in_a_new_cycle() {
     );
     let redriven = r
         .store
-        .redrive(vec![id.clone()], r.clock.now_ms())
+        .redrive(vec![id.clone()], "ops".into(), r.clock.now_ms())
         .await
         .expect("redrive");
     assert_eq!(redriven, vec![id.clone()]);

@@ -18,8 +18,9 @@ use redrive_core::profiles;
 use redrive_engine::{ClientConfig, Clock, Destination, Engine, EngineConfig, HttpClient};
 use redrive_mock::{MockServer, Scenario};
 use redrive_store::{
-    AttemptRecord, Claimed, Cursor, Enqueued, Filter, Message, MessageState, NewMessage, NextState,
-    Page, ReportRow, SqliteStore, Stats, Store, StoreError,
+    AttemptRecord, AuditFilter, AuditPage, Changed, Claimed, Cursor, Edit, Enqueued, Filter,
+    Message, MessageState, NewMessage, NextState, Page, Pause, People, ReportRow, Resolution,
+    Revision, SqliteStore, Stats, Store, StoreError,
 };
 use tokio::sync::watch;
 
@@ -46,105 +47,49 @@ async fn held<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) ->
         .expect("store call")
 }
 
+/// Each method of the store, forwarded through [`held`].
+macro_rules! forward {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        $(
+            async fn $name(&self, $($arg: $ty),*) -> Result<$ret, StoreError> {
+                let s = self.0.clone();
+                held(async move { s.$name($($arg),*).await }).await
+            }
+        )*
+    };
+}
+
 impl<S: Store> Store for HeldStill<S> {
-    async fn enqueue(&self, batch: Vec<NewMessage>) -> Result<Vec<Enqueued>, StoreError> {
-        let s = self.0.clone();
-        held(async move { s.enqueue(batch).await }).await
+    forward! {
+        enqueue(batch: Vec<NewMessage>) -> Vec<Enqueued>;
+        claim(now: i64, want: Vec<(String, usize)>, lease: String, lease_until: i64) -> Vec<Claimed>;
+        pending_destinations() -> Vec<String>;
+        record(id: String, lease: String, attempt: AttemptRecord, next: NextState, now: i64) -> bool;
+        release(leases: Vec<(String, String)>, due_at: i64) -> u64;
+        next_due() -> Option<i64>;
+        due_by_destination() -> Vec<(String, i64)>;
+        due_after(destinations: Vec<String>, now: i64) -> Vec<(String, Option<i64>)>;
+        get(id: String) -> Option<(Message, Vec<AttemptRecord>)>;
+        list(filter: Filter, cursor: Option<Cursor>, limit: usize) -> Page;
+        purge(before: i64) -> u64;
+        stats(now: i64) -> Stats;
+        report(since: i64) -> Vec<ReportRow>;
+        attempt_counts(since: i64, bucket_ms: i64) -> Vec<(i64, String, u64)>;
     }
-    async fn claim(
-        &self,
-        now: i64,
-        want: Vec<(String, usize)>,
-        lease: String,
-        lease_until: i64,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        let s = self.0.clone();
-        held(async move { s.claim(now, want, lease, lease_until).await }).await
-    }
-    async fn pending_destinations(&self) -> Result<Vec<String>, StoreError> {
-        let s = self.0.clone();
-        held(async move { s.pending_destinations().await }).await
-    }
-    async fn record(
-        &self,
-        id: String,
-        lease: String,
-        attempt: AttemptRecord,
-        next: NextState,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let s = self.0.clone();
-        held(async move { s.record(id, lease, attempt, next, now).await }).await
-    }
-    async fn release(&self, leases: Vec<(String, String)>, due_at: i64) -> Result<u64, StoreError> {
-        let s = self.0.clone();
-        held(async move { s.release(leases, due_at).await }).await
-    }
-    async fn next_due(&self) -> Result<Option<i64>, StoreError> {
-        let s = self.0.clone();
-        held(async move { s.next_due().await }).await
-    }
-    async fn due_by_destination(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let s = self.0.clone();
-        held(async move { s.due_by_destination().await }).await
-    }
-    async fn due_after(
-        &self,
-        destinations: Vec<String>,
-        now: i64,
-    ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
-        let s = self.0.clone();
-        held(async move { s.due_after(destinations, now).await }).await
-    }
-    async fn get(&self, id: String) -> Result<Option<(Message, Vec<AttemptRecord>)>, StoreError> {
-        let s = self.0.clone();
-        held(async move { s.get(id).await }).await
-    }
-    async fn list(
-        &self,
-        filter: Filter,
-        cursor: Option<Cursor>,
-        limit: usize,
-    ) -> Result<Page, StoreError> {
-        let s = self.0.clone();
-        held(async move { s.list(filter, cursor, limit).await }).await
-    }
-    async fn redrive(&self, ids: Vec<String>, now: i64) -> Result<Vec<String>, StoreError> {
-        let s = self.0.clone();
-        held(async move { s.redrive(ids, now).await }).await
-    }
-    async fn redrive_matching(
-        &self,
-        filter: Filter,
-        now: i64,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        let s = self.0.clone();
-        held(async move { s.redrive_matching(filter, now, limit).await }).await
-    }
-    async fn discard(&self, ids: Vec<String>, now: i64) -> Result<Vec<String>, StoreError> {
-        let s = self.0.clone();
-        held(async move { s.discard(ids, now).await }).await
-    }
-    async fn purge(&self, before: i64) -> Result<u64, StoreError> {
-        let s = self.0.clone();
-        held(async move { s.purge(before).await }).await
-    }
-    async fn stats(&self, now: i64) -> Result<Stats, StoreError> {
-        let s = self.0.clone();
-        held(async move { s.stats(now).await }).await
-    }
-    async fn report(&self, since: i64) -> Result<Vec<ReportRow>, StoreError> {
-        let s = self.0.clone();
-        held(async move { s.report(since).await }).await
-    }
-    async fn attempt_counts(
-        &self,
-        since: i64,
-        bucket_ms: i64,
-    ) -> Result<Vec<(i64, String, u64)>, StoreError> {
-        let s = self.0.clone();
-        held(async move { s.attempt_counts(since, bucket_ms).await }).await
+}
+
+impl<S: Store> People for HeldStill<S> {
+    forward! {
+        redrive(ids: Vec<String>, actor: String, now: i64) -> Vec<String>;
+        redrive_matching(filter: Filter, actor: String, now: i64, limit: usize) -> Vec<String>;
+        discard(ids: Vec<String>, actor: String, now: i64) -> Vec<String>;
+        edit(id: String, edit: Edit, actor: String, now: i64) -> Changed<u32>;
+        revisions(id: String) -> Vec<Revision>;
+        resolve(id: String, resolution: Resolution) -> Changed<()>;
+        pause(pause: Pause) -> bool;
+        resume(destination: String, actor: String, now: i64) -> bool;
+        pauses() -> Vec<Pause>;
+        audit(filter: AuditFilter, before: Option<i64>, limit: usize) -> AuditPage;
     }
 }
 

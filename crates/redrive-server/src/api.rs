@@ -5,12 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use base64::Engine as _;
+use axum::{Extension, Json, Router};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -19,19 +18,24 @@ use redrive_store::{Cursor, Enqueued, Filter, ListOrder, MessageState, NewMessag
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::problem::Problem;
+use crate::roles::{self, ApiToken, Caller};
 use crate::views::MessageView;
 
 mod describe;
+mod people;
+mod validate;
+
+use validate::{request_parts, unprocessable, RequestParts};
 
 /// What every handler shares.
 pub struct AppState<S: Store> {
     /// The engine (and through it the store and destinations).
     pub engine: Engine<S>,
-    /// Accepted bearer tokens; empty means auth is off (loopback only).
-    pub tokens: Vec<String>,
+    /// Accepted bearer tokens with their names and roles; empty means auth
+    /// is off (loopback only).
+    pub tokens: Vec<ApiToken>,
     /// The largest request body.
     pub max_body: usize,
     /// The Prometheus exporter.
@@ -48,11 +52,15 @@ type Shared<S> = Arc<AppState<S>>;
 pub fn router<S: Store>(state: Shared<S>) -> Router {
     let api = Router::new()
         .route("/v1/messages", post(enqueue::<S>).get(list::<S>))
-        .route("/v1/messages/{id}", get(show::<S>))
+        .route("/v1/messages/{id}", get(show::<S>).patch(people::edit::<S>))
         .route("/v1/messages/{id}/redrive", post(redrive_one::<S>))
         .route("/v1/messages/{id}/discard", post(discard_one::<S>))
+        .route("/v1/messages/{id}/resolve", post(people::resolve::<S>))
         .route("/v1/dead-letters/redrive", post(redrive_bulk::<S>))
         .route("/v1/destinations", get(describe::destinations::<S>))
+        .route("/v1/destinations/{name}/pause", post(people::pause::<S>))
+        .route("/v1/destinations/{name}/resume", post(people::resume::<S>))
+        .route("/v1/audit", get(people::audit::<S>))
         .route("/v1/policies/{name}", get(describe::policy::<S>))
         .route("/v1/report", get(describe::report::<S>))
         .route("/openapi.json", get(openapi))
@@ -78,34 +86,65 @@ pub fn router<S: Store>(state: Shared<S>) -> Router {
         .with_state(state)
 }
 
-async fn auth<S: Store>(State(state): State<Shared<S>>, req: Request, next: Next) -> Response {
-    if state.tokens.is_empty() {
-        return next.run(req).await;
-    }
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(presented) = presented else {
-        return unauthorized("send `Authorization: Bearer TOKEN`");
-    };
-    if token_matches(&state.tokens, presented) {
-        next.run(req).await
+/// Who calls (the bearer token's name and role), and whether the role may
+/// call this route: the one place roles are checked, from
+/// [`crate::roles::ROUTES`]. The caller goes on to the handler as an
+/// extension (the actor of the audit).
+async fn auth<S: Store>(State(state): State<Shared<S>>, mut req: Request, next: Next) -> Response {
+    let caller = if state.tokens.is_empty() {
+        Caller::local()
     } else {
-        unauthorized("the bearer token is not valid")
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let Some(presented) = presented else {
+            return unauthorized("send `Authorization: Bearer TOKEN`");
+        };
+        match roles::find(&state.tokens, presented) {
+            Some(t) => Caller {
+                name: t.name.clone(),
+                role: t.role,
+            },
+            None => return unauthorized("the bearer token is not valid"),
+        }
+    };
+    let pattern = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let Some(need) = roles::need_of(req.method(), &pattern) else {
+        return Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Forbidden",
+            format!(
+                "{} {pattern} is not in the table of roles; no token may call it",
+                req.method()
+            ),
+        )
+        .into_response();
+    };
+    if !caller.role.allows(need) {
+        return Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Forbidden",
+            format!(
+                "{} {pattern} needs the {} role; token `{}` has the {} role",
+                req.method(),
+                need.least_role(),
+                caller.name,
+                caller.role
+            ),
+        )
+        .into_response();
     }
-}
-
-/// True when `presented` is one of `tokens`, compared in constant time against
-/// every token (the API's bearer auth and the dashboard's sign-in share it).
-pub fn token_matches(tokens: &[String], presented: &str) -> bool {
-    let mut ok = 0u8;
-    for t in tokens {
-        ok |= t.as_bytes().ct_eq(presented.as_bytes()).unwrap_u8();
-    }
-    ok == 1
+    req.extensions_mut().insert(caller);
+    next.run(req).await
 }
 
 fn unauthorized(detail: &str) -> Response {
@@ -196,21 +235,6 @@ struct EnqueueRequest {
     idempotent: bool,
 }
 
-const FORBIDDEN_HEADERS: [&str; 8] = [
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "upgrade",
-    "te",
-    "trailer",
-];
-
-fn unprocessable(slug: &'static str, title: &'static str, detail: impl Into<String>) -> Problem {
-    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, slug, title, detail)
-}
-
 async fn enqueue<S: Store>(
     State(state): State<Shared<S>>,
     headers: HeaderMap,
@@ -238,80 +262,18 @@ async fn enqueue<S: Store>(
             ),
         ));
     }
-    let method = req
-        .method
-        .unwrap_or_else(|| "POST".to_owned())
-        .to_ascii_uppercase();
-    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
-        return Err(unprocessable(
-            "invalid-message",
-            "Invalid message",
-            format!("`{method}` is not an HTTP method"),
-        ));
-    }
-    if !req.path.starts_with('/')
-        || req
-            .path
-            .bytes()
-            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'#')
-    {
-        return Err(unprocessable(
-            "invalid-message",
-            "Invalid message",
-            format!(
-                "path `{}` must start with `/` and hold no spaces, control characters or `#`",
-                req.path
-            ),
-        ));
-    }
-    let mut message_headers: Vec<(String, String)> = Vec::new();
-    for (k, v) in &req.headers {
-        let lower = k.to_ascii_lowercase();
-        if FORBIDDEN_HEADERS.contains(&lower.as_str()) {
-            return Err(unprocessable(
-                "invalid-message",
-                "Invalid message",
-                format!("header `{k}` is set by redrive; remove it"),
-            ));
-        }
-        if http::HeaderName::from_bytes(k.as_bytes()).is_err() || HeaderValue::from_str(v).is_err()
-        {
-            return Err(unprocessable(
-                "invalid-message",
-                "Invalid message",
-                format!("header `{k}` is not a valid HTTP header"),
-            ));
-        }
-        message_headers.push((k.clone(), v.clone()));
-    }
-    let body = match (&req.body, &req.body_base64) {
-        (Some(_), Some(_)) => {
-            return Err(unprocessable(
-                "invalid-message",
-                "Invalid message",
-                "give `body` or `body_base64`, not both",
-            ))
-        }
-        (Some(v), None) => {
-            if !message_headers
-                .iter()
-                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-            {
-                message_headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
-            }
-            serde_json::to_vec(v).map_err(|e| Problem::bad_request(e.to_string()))?
-        }
-        (None, Some(b)) => base64::engine::general_purpose::STANDARD
-            .decode(b)
-            .map_err(|_| {
-                unprocessable(
-                    "invalid-message",
-                    "Invalid message",
-                    "`body_base64` is not valid base64",
-                )
-            })?,
-        (None, None) => Vec::new(),
-    };
+    let RequestParts {
+        method,
+        path,
+        headers: message_headers,
+        body,
+    } = request_parts(
+        req.method,
+        req.path,
+        &req.headers,
+        req.body.as_ref(),
+        req.body_base64.as_deref(),
+    )?;
     let caller_key = match headers.get("idempotency-key") {
         Some(v) => {
             let k = v
@@ -333,7 +295,7 @@ async fn enqueue<S: Store>(
     for part in [
         req.destination.as_bytes(),
         method.as_bytes(),
-        req.path.as_bytes(),
+        path.as_bytes(),
     ] {
         hash.update((part.len() as u64).to_be_bytes());
         hash.update(part);
@@ -352,7 +314,7 @@ async fn enqueue<S: Store>(
         id,
         destination: req.destination,
         method,
-        path: req.path,
+        path,
         headers: message_headers,
         body,
         request_hash,
@@ -473,21 +435,19 @@ async fn show<S: Store>(
     State(state): State<Shared<S>>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    match state.engine.store().get(id.clone()).await? {
-        Some((m, attempts)) => Ok(Json(MessageView::new(&m, Some(&attempts))).into_response()),
-        None => Err(Problem::not_found(format!("no message {id}"))),
-    }
+    people::full_view(&state, &id).await
 }
 
 async fn act_on_one<S: Store>(
     state: &Shared<S>,
+    caller: &Caller,
     id: String,
     redrive: bool,
 ) -> Result<Response, Problem> {
     let done = if redrive {
-        state.engine.redrive(vec![id.clone()]).await?
+        state.engine.redrive(vec![id.clone()], &caller.name).await?
     } else {
-        state.engine.discard(vec![id.clone()]).await?
+        state.engine.discard(vec![id.clone()], &caller.name).await?
     };
     if done.is_empty() {
         return match state.engine.store().get(id.clone()).await? {
@@ -504,24 +464,23 @@ async fn act_on_one<S: Store>(
             )),
         };
     }
-    match state.engine.store().get(id.clone()).await? {
-        Some((m, attempts)) => Ok(Json(MessageView::new(&m, Some(&attempts))).into_response()),
-        None => Err(Problem::not_found(format!("no message {id}"))),
-    }
+    people::full_view(state, &id).await
 }
 
 async fn redrive_one<S: Store>(
     State(state): State<Shared<S>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    act_on_one(&state, id, true).await
+    act_on_one(&state, &caller, id, true).await
 }
 
 async fn discard_one<S: Store>(
     State(state): State<Shared<S>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    act_on_one(&state, id, false).await
+    act_on_one(&state, &caller, id, false).await
 }
 
 #[derive(Deserialize)]
@@ -536,6 +495,7 @@ struct BulkRedrive {
 
 async fn redrive_bulk<S: Store>(
     State(state): State<Shared<S>>,
+    Extension(caller): Extension<Caller>,
     body: Body,
 ) -> Result<Response, Problem> {
     let req: BulkRedrive = json_body(body, state.max_body).await?;
@@ -552,6 +512,9 @@ async fn redrive_bulk<S: Store>(
         req.since.as_deref(),
         now,
     )?;
-    let ids = state.engine.redrive_matching(filter, limit).await?;
+    let ids = state
+        .engine
+        .redrive_matching(filter, limit, &caller.name)
+        .await?;
     Ok(Json(json!({ "redriven": ids.len(), "ids": ids, "limit": limit })).into_response())
 }

@@ -18,6 +18,7 @@ use redrive_engine::{Destination, Rate, SigningSecret};
 use serde::Deserialize;
 
 use crate::credentials::{self, AuthSpec, ReconcileSpec};
+use crate::roles::{ApiToken, Role};
 
 /// Where the server listens when nothing says otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -33,8 +34,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The database URL.
     pub database: String,
-    /// Accepted bearer tokens (empty: auth is off, allowed on loopback only).
-    pub api_tokens: Vec<String>,
+    /// Accepted bearer tokens, each with a name and a role (empty: auth is
+    /// off, allowed on loopback only).
+    pub api_tokens: Vec<ApiToken>,
     /// The largest request body accepted.
     pub max_body: usize,
     /// Delivered and discarded messages are purged after this long.
@@ -71,7 +73,7 @@ struct FileSpec {
 struct ServerSpec {
     listen: Option<String>,
     database: Option<String>,
-    api_tokens: Option<Vec<String>>,
+    api_tokens: Option<Vec<toml::Value>>,
     max_body_bytes: Option<usize>,
     retention: Option<DurationText>,
     node_id: Option<String>,
@@ -150,15 +152,8 @@ impl Config {
                 format!("`{database}` is not a database URL; write sqlite://redrive.db or postgres://user@host/db"),
             ));
         }
-        let api_tokens = spec.server.api_tokens.clone().unwrap_or_default();
-        for (i, t) in api_tokens.iter().enumerate() {
-            if t.len() < 16 {
-                return Err(err(
-                    &format!("server.api_tokens[{i}]"),
-                    "is shorter than 16 characters (or empty: is its ${VAR} set?); use a long random token".to_owned(),
-                ));
-            }
-        }
+        let api_tokens = api_tokens(spec.server.api_tokens.as_deref().unwrap_or(&[]))
+            .map_err(|(key, msg)| err(&key, msg))?;
         let max_body = spec.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
         if max_body < 1024 {
             return Err(err(
@@ -296,6 +291,89 @@ impl Config {
             source: name.to_owned(),
         })
     }
+}
+
+/// The tokens of `server.api_tokens`: plain strings are `admin` (named
+/// `admin`, `admin-2`, ...), tables name their token and role.
+fn api_tokens(specs: &[toml::Value]) -> Result<Vec<ApiToken>, (String, String)> {
+    let mut tokens: Vec<ApiToken> = Vec::with_capacity(specs.len());
+    let mut plain = 0;
+    for (i, spec) in specs.iter().enumerate() {
+        let key = |k: &str| format!("server.api_tokens[{i}]{k}");
+        let (name, token, role, token_key) = match spec {
+            toml::Value::String(t) => {
+                plain += 1;
+                let name = if plain == 1 {
+                    "admin".to_owned()
+                } else {
+                    format!("admin-{plain}")
+                };
+                (name, t.clone(), Role::Admin, key(""))
+            }
+            toml::Value::Table(t) => {
+                if let Some(other) = t
+                    .keys()
+                    .find(|k| !["name", "token", "role"].contains(&k.as_str()))
+                {
+                    return Err((
+                        key(&format!(".{other}")),
+                        "unknown field; a token is { name, token, role }".to_owned(),
+                    ));
+                }
+                let field = |f: &str| -> Result<String, (String, String)> {
+                    match t.get(f) {
+                        Some(toml::Value::String(v)) => Ok(v.clone()),
+                        Some(_) => Err((key(&format!(".{f}")), "must be a string".to_owned())),
+                        None => Err((
+                            key(""),
+                            format!("missing field `{f}`; a token is {{ name, token, role }}"),
+                        )),
+                    }
+                };
+                let (name, token, role) = (field("name")?, field("token")?, field("role")?);
+                let role = Role::parse(&role).ok_or_else(|| {
+                    (
+                        key(".role"),
+                        format!("`{role}` is not a role; use reader, sender, operator or admin"),
+                    )
+                })?;
+                if name.is_empty()
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+                {
+                    return Err((
+                        key(".name"),
+                        "a name holds letters, digits, `-`, `_`, `.` and `@`".to_owned(),
+                    ));
+                }
+                (name, token, role, key(".token"))
+            }
+            _ => {
+                return Err((
+                    key(""),
+                    "is neither a token (a string) nor { name, token, role }".to_owned(),
+                ))
+            }
+        };
+        if token.len() < 16 {
+            return Err((
+                token_key,
+                "is shorter than 16 characters (or empty: is its ${VAR} set?); use a long random token".to_owned(),
+            ));
+        }
+        if tokens.iter().any(|t| t.name == name) {
+            return Err((
+                key(".name"),
+                format!("`{name}` names two tokens; the audit could not tell them apart"),
+            ));
+        }
+        if tokens.iter().any(|t| t.token == token) {
+            return Err((token_key, "is the same secret as another token".to_owned()));
+        }
+        tokens.push(ApiToken { name, token, role });
+    }
+    Ok(tokens)
 }
 
 fn read(p: &Path) -> Result<String, TomlError> {
@@ -467,7 +545,15 @@ webhook = "https://ops.example.com/hooks/redrive"
             ]),
         )
         .unwrap();
-        assert_eq!(c.api_tokens, vec!["0123456789abcdef0123"]);
+        assert_eq!(c.api_tokens.len(), 1);
+        assert_eq!(
+            (
+                c.api_tokens[0].name.as_str(),
+                c.api_tokens[0].token.as_str(),
+                c.api_tokens[0].role
+            ),
+            ("admin", "0123456789abcdef0123", Role::Admin)
+        );
         let crm = &c.destinations[0];
         assert_eq!(
             (
@@ -534,6 +620,26 @@ webhook = "https://ops.example.com/hooks/redrive"
         )
         .contains("destinations.crm.signing_secret: a signing secret starts with `whsec_`"));
         assert!(e("[server]\napi_tokens = [\"short\"]\n", &[]).contains("shorter than 16"));
+        let named = |t: &str| format!("[server]\napi_tokens = [{t}]\n");
+        assert!(e(
+            &named(r#"{ name = "a", token = "0123456789abcdef01", role = "boss" }"#),
+            &[]
+        )
+        .contains("server.api_tokens[0].role: `boss` is not a role"));
+        assert!(e(&named(r#"{ name = "a", token = "0123456789abcdef01", role = "reader" }, { name = "a", token = "0123456789abcdef02", role = "admin" }"#), &[])
+            .contains("server.api_tokens[1].name: `a` names two tokens"));
+        assert!(e(&named(r#"{ name = "a", token = "0123456789abcdef01", role = "reader" }, "0123456789abcdef01""#), &[])
+            .contains("server.api_tokens[1]: is the same secret as another token"));
+        assert!(e(
+            &named(r#"{ name = "a", token = "0123456789abcdef01" }"#),
+            &[]
+        )
+        .contains("server.api_tokens[0]: missing field `role`"));
+        assert!(e(
+            &named(r#"{ name = "a", token = "0123456789abcdef01", role = "reader", roles = 1 }"#),
+            &[]
+        )
+        .contains("server.api_tokens[0].roles: unknown field"));
         assert!(e("[server]\ndatabase = \"mysql://x\"\n", &[]).contains("server.database"));
         assert!(e("[policies.billing]\nschedule = []\n", &[])
             .contains("policies.billing.schedule: the schedule is empty"));

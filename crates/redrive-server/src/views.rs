@@ -2,8 +2,9 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use base64::Engine as _;
 use redrive_engine::destination::is_secret_header;
-use redrive_store::{AttemptRecord, Message};
+use redrive_store::{AttemptRecord, Message, Revision};
 use serde::Serialize;
 
 /// RFC 3339 with milliseconds, UTC.
@@ -36,6 +37,55 @@ pub struct MessageView {
     pub next_attempt_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<Vec<AttemptView>>,
+    /// The revision of its request that is sent next (1 as enqueued).
+    pub revision: u32,
+    /// Every revision, when one message is shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revisions: Option<Vec<RevisionView>>,
+    /// How a person resolved it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<ResolutionView>,
+}
+
+/// One revision of a message's request (secret header values redacted).
+#[derive(Serialize)]
+pub struct RevisionView {
+    pub n: u32,
+    pub created_at: String,
+    pub actor: Option<String>,
+    pub note: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    /// The body as text when it is UTF-8, else `body_base64`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+}
+
+/// A person's resolution.
+#[derive(Serialize)]
+pub struct ResolutionView {
+    pub outcome: &'static str,
+    pub actor: String,
+    pub note: Option<String>,
+    pub at: String,
+}
+
+/// Header values that are secrets shown as `[redacted]`.
+pub fn redacted_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            let v = if is_secret_header(&k.to_ascii_lowercase()) {
+                "[redacted]".to_owned()
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect()
 }
 
 /// One attempt.
@@ -61,6 +111,8 @@ pub struct AttemptView {
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link_identities: Option<serde_json::Value>,
+    /// The revision of the request it sent.
+    pub revision: u32,
     /// What a reconciliation probe found: `applied` or `not_applied`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reconciled: Option<&'static str>,
@@ -80,18 +132,7 @@ impl MessageView {
             class: m.last_class.clone(),
             idempotency_key: m.idempotency_key.clone(),
             idempotent: m.marked_idempotent,
-            headers: m
-                .headers
-                .iter()
-                .map(|(k, v)| {
-                    let v = if is_secret_header(&k.to_ascii_lowercase()) {
-                        "[redacted]".to_owned()
-                    } else {
-                        v.clone()
-                    };
-                    (k.clone(), v)
-                })
-                .collect(),
+            headers: redacted_headers(&m.headers),
             attempts_in_cycle: m.attempts,
             total_attempts: m.total_attempts,
             cycle: m.cycle,
@@ -99,7 +140,41 @@ impl MessageView {
             updated_at: rfc3339(m.updated_at),
             next_attempt_at: m.next_attempt_at.map(rfc3339),
             attempts: attempts.map(|a| a.iter().map(AttemptView::new).collect()),
+            revision: m.revision,
+            revisions: None,
+            resolution: m.resolution.as_ref().map(|r| ResolutionView {
+                outcome: r.outcome.as_str(),
+                actor: r.actor.clone(),
+                note: r.note.clone(),
+                at: rfc3339(r.at),
+            }),
         }
+    }
+
+    /// With every revision of its request.
+    pub fn with_revisions(mut self, revisions: &[Revision]) -> Self {
+        self.revisions = Some(
+            revisions
+                .iter()
+                .map(|r| {
+                    let text = std::str::from_utf8(&r.body).ok();
+                    RevisionView {
+                        n: r.n,
+                        created_at: rfc3339(r.created_at),
+                        actor: r.actor.clone(),
+                        note: r.note.clone(),
+                        method: r.method.clone(),
+                        path: r.path.clone(),
+                        headers: redacted_headers(&r.headers),
+                        body: text.map(str::to_owned),
+                        body_base64: text
+                            .is_none()
+                            .then(|| base64::engine::general_purpose::STANDARD.encode(&r.body)),
+                    }
+                })
+                .collect(),
+        );
+        self
     }
 }
 
@@ -123,6 +198,7 @@ impl AttemptView {
                 .link_identities
                 .as_deref()
                 .and_then(|l| serde_json::from_str(l).ok()),
+            revision: a.revision.max(1),
             reconciled: match a.reason.as_str() {
                 "reconciled_applied" => Some("applied"),
                 "reconciled_not_applied" => Some("not_applied"),

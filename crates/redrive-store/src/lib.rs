@@ -15,6 +15,7 @@ pub mod chart;
 pub mod conformance;
 pub mod listing;
 pub mod model;
+pub mod people;
 pub mod postgres;
 mod schema;
 pub mod sqlite;
@@ -25,6 +26,10 @@ pub use listing::{BadCursor, Cursor, ListOrder};
 pub use model::{
     AttemptRecord, Claimed, Enqueued, Filter, Message, MessageState, NewMessage, NextState, Page,
     ReportRow, Stats,
+};
+pub use people::{
+    AuditFilter, AuditPage, AuditRecord, Changed, Edit, Outcome, Pause, People, Resolution,
+    Revision,
 };
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
@@ -47,7 +52,10 @@ pub enum StoreError {
 /// Every change to a message goes through these methods; each is atomic.
 ///
 /// Times are milliseconds since the Unix epoch, passed in by the caller.
-pub trait Store: Clone + Send + Sync + 'static {
+///
+/// What a person changes (redrive, discard, edit, resolve, pause) is the
+/// [`People`] half of the trait, each change audited with it.
+pub trait Store: People + Clone + Send + Sync + 'static {
     /// Stores new messages, deduplicating by idempotency key, and returns once
     /// they are durable.
     fn enqueue(
@@ -134,30 +142,6 @@ pub trait Store: Clone + Send + Sync + 'static {
         cursor: Option<Cursor>,
         limit: usize,
     ) -> impl Future<Output = Result<Page, StoreError>> + Send;
-
-    /// Puts parked messages back into delivery as a new cycle; returns the ids
-    /// that were parked (others are left alone).
-    fn redrive(
-        &self,
-        ids: Vec<String>,
-        now: i64,
-    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
-
-    /// Redrives up to `limit` parked messages matching `filter` (its state is
-    /// ignored); returns their ids.
-    fn redrive_matching(
-        &self,
-        filter: Filter,
-        now: i64,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
-
-    /// Discards parked messages; returns the ids that were parked.
-    fn discard(
-        &self,
-        ids: Vec<String>,
-        now: i64,
-    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
     /// Deletes delivered and discarded messages last changed before `before`.
     /// Parked and pending messages are never purged.

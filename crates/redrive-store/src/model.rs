@@ -97,6 +97,8 @@ impl NewMessage {
             leased: false,
             created_at: self.created_at,
             updated_at: self.created_at,
+            revision: 1,
+            resolution: None,
         }
     }
 }
@@ -160,6 +162,10 @@ pub struct Message {
     pub created_at: i64,
     /// When its state last changed.
     pub updated_at: i64,
+    /// The revision of its request (1 as enqueued; each edit adds one).
+    pub revision: u32,
+    /// How a person resolved it, if one did.
+    pub resolution: Option<crate::people::Resolution>,
 }
 
 /// A message claimed for an attempt, under a lease.
@@ -205,6 +211,8 @@ pub struct AttemptRecord {
     pub detail: Option<String>,
     /// SyncHive's `linkIdentities`, as JSON, when the body had them.
     pub link_identities: Option<String>,
+    /// The revision of the request it sent.
+    pub revision: u32,
 }
 
 /// The state an attempt leads to.

@@ -40,3 +40,62 @@ CREATE INDEX messages_delivered ON messages (destination, updated_at, id) WHERE 
 CREATE INDEX messages_parked ON messages (destination, id) WHERE state = 'parked';
 CREATE INDEX messages_discarded ON messages (destination, id) WHERE state = 'discarded';
 ";
+
+/// Migration 7 on SQLite, 6 on PostgreSQL: what people do. A message keeps
+/// its request's revision and a person's resolution; every attempt names the
+/// revision it sent; the revisions, the paused destinations and the audit
+/// have tables of their own. The dialects differ in three words: a time's
+/// integer type, a body's, and the audit's counter.
+macro_rules! people_migration {
+    ($time:literal, $bytes:literal, $seq:literal, $table_options:literal) => {
+        concat!(
+            "ALTER TABLE messages ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE messages ADD COLUMN resolution TEXT;
+ALTER TABLE attempts ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE revisions (
+    message_id TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    n          INTEGER NOT NULL,
+    created_at ",
+            $time,
+            " NOT NULL,
+    actor      TEXT,
+    note       TEXT,
+    method     TEXT NOT NULL,
+    path       TEXT NOT NULL,
+    headers    TEXT NOT NULL,
+    body       ",
+            $bytes,
+            " NOT NULL,
+    PRIMARY KEY (message_id, n)
+)",
+            $table_options,
+            ";
+CREATE TABLE audit (
+    seq    ",
+            $seq,
+            " PRIMARY KEY,
+    at     ",
+            $time,
+            " NOT NULL,
+    actor  TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX audit_by_actor ON audit (actor, seq);
+CREATE TABLE pauses (
+    destination TEXT PRIMARY KEY,
+    paused_by   TEXT NOT NULL,
+    paused_at   ",
+            $time,
+            " NOT NULL,
+    note        TEXT
+);"
+        )
+    };
+}
+
+/// [`people_migration!`] in SQLite's words.
+pub const PEOPLE_SQLITE: &str = people_migration!("INTEGER", "BLOB", "INTEGER", " WITHOUT ROWID");
+/// [`people_migration!`] in PostgreSQL's words.
+pub const PEOPLE_POSTGRES: &str = people_migration!("BIGINT", "BYTEA", "BIGSERIAL", "");

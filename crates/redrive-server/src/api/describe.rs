@@ -37,7 +37,7 @@ pub(super) async fn destinations<S: Store>(
     let list: Vec<Value> = page
         .iter()
         .map(|(d, circuit)| {
-            json!({
+            let mut v = json!({
                 "name": d.name,
                 "url": d.url.to_string(),
                 "policy": d.policy_name,
@@ -51,7 +51,13 @@ pub(super) async fn destinations<S: Store>(
                     "path": r.path.to_string(),
                     "after_ms": r.after.as_millis() as u64,
                 })),
-            })
+            });
+            // `paused`, and who paused it, when and why.
+            let pause = super::people::pause_json(state.engine.pause_of(&d.name).as_ref());
+            if let (Value::Object(o), Value::Object(p)) = (&mut v, pause) {
+                o.extend(p);
+            }
+            v
         })
         .collect();
     Ok(Json(json!({

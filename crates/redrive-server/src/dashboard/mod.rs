@@ -75,7 +75,7 @@ fn signed_in<S: Store>(
         return Ok((s, None));
     }
     if state.tokens.is_empty() {
-        let s = state.sessions.create();
+        let s = state.sessions.create(crate::roles::Caller::local());
         let cookie = session::set_cookie(&s, headers);
         return Ok((s, Some(cookie)));
     }
@@ -129,10 +129,13 @@ fn first<'a>(f: &'a BTreeMap<String, Vec<String>>, key: &str) -> Option<&'a str>
 
 /// The session of a state-changing request, if its CSRF token (and Origin,
 /// when sent) are right.
+/// The session of a state-changing form, once its origin and CSRF token are
+/// checked; for an operator's action (`operate`), also its role.
 fn checked<S: Store>(
     state: &AppState<S>,
     headers: &HeaderMap,
     f: &BTreeMap<String, Vec<String>>,
+    operate: bool,
 ) -> Result<Session, Box<Response>> {
     let Some(s) = state.sessions.from_headers(headers) else {
         return Err(Box::new(Redirect::to("/login").into_response()));
@@ -152,6 +155,12 @@ fn checked<S: Store>(
         return Err(Box::new(forbidden(
             "the form's CSRF token is missing or wrong; reload the page and try again",
         )));
+    }
+    if operate && !s.caller.role.allows(crate::roles::Need::Operate) {
+        return Err(Box::new(forbidden(&format!(
+            "this needs the operator (or admin) role; you are signed in as `{}` ({})",
+            s.caller.name, s.caller.role
+        ))));
     }
     Ok(s)
 }
@@ -186,14 +195,24 @@ async fn login<S: Store>(
 ) -> Response {
     let f = form(&body);
     let presented = first(&f, "token").unwrap_or("");
-    if !state.tokens.is_empty() && !crate::api::token_matches(&state.tokens, presented) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Html(login_page(Some("That token is not valid."))),
-        )
-            .into_response();
-    }
-    let s = state.sessions.create();
+    let caller = if state.tokens.is_empty() {
+        crate::roles::Caller::local()
+    } else {
+        match crate::roles::find(&state.tokens, presented) {
+            Some(t) => crate::roles::Caller {
+                name: t.name.clone(),
+                role: t.role,
+            },
+            None => {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    Html(login_page(Some("That token is not valid."))),
+                )
+                    .into_response()
+            }
+        }
+    };
+    let s = state.sessions.create(caller);
     let mut res = Redirect::to("/").into_response();
     if let Ok(v) = session::set_cookie(&s, &headers).parse() {
         res.headers_mut().insert(header::SET_COOKIE, v);
@@ -207,7 +226,7 @@ async fn logout<S: Store>(
     body: Bytes,
 ) -> Response {
     let f = form(&body);
-    let s = match checked(&state, &headers, &f) {
+    let s = match checked(&state, &headers, &f, false) {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -409,13 +428,15 @@ async fn act_on_selection<S: Store>(
     body: Bytes,
 ) -> Response {
     let f = form(&body);
-    if let Err(r) = checked(&state, &headers, &f) {
-        return *r;
-    }
+    let s = match checked(&state, &headers, &f, true) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let actor = &s.caller.name;
     let ids: Vec<String> = f.get("ids").cloned().unwrap_or_default();
     let (verb, result) = match first(&f, "action") {
-        Some("discard") => ("discarded", state.engine.discard(ids.clone()).await),
-        _ => ("redriven", state.engine.redrive(ids.clone()).await),
+        Some("discard") => ("discarded", state.engine.discard(ids.clone(), actor).await),
+        _ => ("redriven", state.engine.redrive(ids.clone(), actor).await),
     };
     let done = match result {
         Ok(d) => d,
@@ -432,9 +453,10 @@ async fn redrive_filter<S: Store>(
     body: Bytes,
 ) -> Response {
     let f = form(&body);
-    if let Err(r) = checked(&state, &headers, &f) {
-        return *r;
-    }
+    let s = match checked(&state, &headers, &f, true) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
     let now = state.engine.now_ms();
     let filter = Filter {
         state: None,
@@ -448,7 +470,11 @@ async fn redrive_filter<S: Store>(
     // (`redrive dlq redrive --all` counts first and stops at that count).
     let mut total = 0usize;
     loop {
-        match state.engine.redrive_matching(filter.clone(), 1000).await {
+        match state
+            .engine
+            .redrive_matching(filter.clone(), 1000, &s.caller.name)
+            .await
+        {
             Ok(ids) if ids.is_empty() => break,
             Ok(ids) => {
                 total += ids.len();
@@ -602,12 +628,14 @@ async fn act_on_message<S: Store>(
     body: Bytes,
 ) -> Response {
     let f = form(&body);
-    if let Err(r) = checked(&state, &headers, &f) {
-        return *r;
-    }
+    let s = match checked(&state, &headers, &f, true) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let actor = &s.caller.name;
     let result = match first(&f, "action") {
-        Some("discard") => state.engine.discard(vec![id.clone()]).await,
-        _ => state.engine.redrive(vec![id.clone()]).await,
+        Some("discard") => state.engine.discard(vec![id.clone()], actor).await,
+        _ => state.engine.redrive(vec![id.clone()], actor).await,
     };
     if let Err(e) = result {
         return store_error(e);

@@ -22,6 +22,8 @@ pub struct Session {
     pub id: String,
     /// The token every form must echo.
     pub csrf: String,
+    /// Who signed in: the token's name and role.
+    pub caller: crate::roles::Caller,
 }
 
 /// The live sessions, in memory: a restart signs everyone out.
@@ -37,11 +39,12 @@ fn random_token() -> String {
 }
 
 impl Sessions {
-    /// Starts a session.
-    pub fn create(&self) -> Session {
+    /// Starts a session for `caller`.
+    pub fn create(&self, caller: crate::roles::Caller) -> Session {
         let session = Session {
             id: random_token(),
             csrf: random_token(),
+            caller,
         };
         let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
@@ -121,7 +124,7 @@ mod tests {
     #[test]
     fn a_session_is_found_by_its_cookie_and_checks_its_csrf_token() {
         let sessions = Sessions::default();
-        let s = sessions.create();
+        let s = sessions.create(crate::roles::Caller::local());
         let mut headers = HeaderMap::new();
         headers.insert(
             http::header::COOKIE,
@@ -137,7 +140,7 @@ mod tests {
 
     #[test]
     fn the_cookie_is_http_only_strict_and_secure_behind_tls() {
-        let s = Sessions::default().create();
+        let s = Sessions::default().create(crate::roles::Caller::local());
         let plain = set_cookie(&s, &HeaderMap::new());
         assert!(
             plain.contains("HttpOnly")

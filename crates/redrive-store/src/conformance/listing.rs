@@ -135,7 +135,7 @@ pub async fn list_a_state_across_destinations<S: Store>(s: S) {
     // A bulk redrive takes the oldest parked messages first, whatever their
     // destination.
     let taken = s
-        .redrive_matching(by_state(MessageState::Parked), 20, 3)
+        .redrive_matching(by_state(MessageState::Parked), "ops".into(), 20, 3)
         .await
         .expect("redrive");
     assert_eq!(taken, parked[..3]);
@@ -195,7 +195,9 @@ pub async fn list_each_state_in_its_order<S: Store>(s: S) {
             .expect("record"));
     }
     assert_eq!(
-        s.discard(vec!["01T8".into()], 150).await.expect("discard"),
+        s.discard(vec!["01T8".into()], "ops".into(), 150)
+            .await
+            .expect("discard"),
         ["01T8"]
     );
     let filter = |state, destination: Option<&str>| Filter {

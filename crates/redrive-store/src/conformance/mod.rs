@@ -9,10 +9,12 @@ mod counts;
 mod due;
 mod listing;
 mod operator;
+mod people;
 pub use counts::*;
 pub use due::*;
 pub use listing::*;
 pub use operator::*;
+pub use people::*;
 
 /// A message to `destination` with key `key`, created at `at`.
 pub fn new_message(id: &str, destination: &str, key: &str, at: i64) -> NewMessage {
@@ -409,7 +411,7 @@ pub async fn attempts_are_numbered_through_retries_and_cycles<S: Store>(s: S) {
     for (i, (decision, next)) in steps.into_iter().enumerate() {
         if i == 3 {
             let redriven = s
-                .redrive(vec!["01A".into()], now - 50)
+                .redrive(vec!["01A".into()], "ops".into(), now - 50)
                 .await
                 .expect("redrive");
             assert_eq!(redriven, vec!["01A".to_owned()]);
@@ -493,6 +495,11 @@ macro_rules! conformance_tests {
             redrive_by_filter,
             release_spends_no_attempt,
             a_renewal_is_recorded_but_spends_no_attempt,
+            an_edit_makes_a_revision_and_keeps_the_old,
+            a_change_to_a_message_not_parked_is_refused,
+            a_resolution_delivers_or_redrives,
+            pauses_are_stored_and_audited,
+            every_action_is_audited_once_with_its_actor,
             list_pages_and_filters,
             list_a_state_across_destinations,
             list_each_state_in_its_order,

@@ -42,7 +42,7 @@ pub async fn park_redrive_and_discard<S: Store>(s: S) {
     );
 
     let redriven = s
-        .redrive(vec!["01A".into(), "nope".into()], 5_000)
+        .redrive(vec!["01A".into(), "nope".into()], "ops".into(), 5_000)
         .await
         .expect("redrive");
     assert_eq!(redriven, vec!["01A".to_owned()]);
@@ -60,7 +60,7 @@ pub async fn park_redrive_and_discard<S: Store>(s: S) {
     assert_eq!(m.park_reason, None);
     assert_eq!(attempts.len(), 1, "history kept");
     assert!(
-        s.redrive(vec!["01A".into()], 6_000)
+        s.redrive(vec!["01A".into()], "ops".into(), 6_000)
             .await
             .expect("redrive")
             .is_empty(),
@@ -88,7 +88,7 @@ pub async fn park_redrive_and_discard<S: Store>(s: S) {
     );
 
     assert_eq!(
-        s.discard(vec!["01A".into(), "01B".into()], 7_000)
+        s.discard(vec!["01A".into(), "01B".into()], "ops".into(), 7_000)
             .await
             .expect("discard"),
         vec!["01B".to_owned()]
@@ -131,11 +131,13 @@ pub async fn redrive_by_filter<S: Store>(s: S) {
         ..Filter::default()
     };
     assert_eq!(
-        s.redrive_matching(filter, 10, 100).await.expect("redrive"),
+        s.redrive_matching(filter, "ops".into(), 10, 100)
+            .await
+            .expect("redrive"),
         vec!["010".to_owned()]
     );
     let all = s
-        .redrive_matching(Filter::default(), 10, 1)
+        .redrive_matching(Filter::default(), "ops".into(), 10, 1)
         .await
         .expect("redrive");
     assert_eq!(all.len(), 1, "limit");

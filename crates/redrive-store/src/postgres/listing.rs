@@ -147,7 +147,7 @@ pub(super) fn stats_by_state() -> String {
 }
 
 /// Where the time of a row of `in_time_order` is: after `COLUMNS`.
-pub(super) const LIST_KEY: usize = 20;
+pub(super) const LIST_KEY: usize = super::COLUMN_COUNT;
 
 pub(super) fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
     params

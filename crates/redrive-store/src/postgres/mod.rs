@@ -19,6 +19,7 @@ mod enqueue;
 mod listing;
 mod migrations;
 mod notify;
+mod people;
 mod record;
 
 use listing::{
@@ -68,7 +69,9 @@ const EARLIEST_DUE: &str = "SELECT MIN((SELECT MIN(next_attempt_at) FROM message
 
 const COLUMNS: &str = "id, destination, method, path, headers, body, idempotency_key, request_hash, \
     marked_idempotent, state, park_reason, last_class, attempts, total_attempts, cycle, cycle_started_at, \
-    next_attempt_at, created_at, updated_at, lease IS NOT NULL";
+    next_attempt_at, created_at, updated_at, lease IS NOT NULL, revision, resolution";
+/// How many columns `COLUMNS` names: a column selected after them is this one.
+pub(super) const COLUMN_COUNT: usize = 22;
 
 /// How to connect.
 #[derive(Clone, Debug)]
@@ -218,6 +221,10 @@ fn message(r: &Row) -> Message {
         created_at: r.get(17),
         updated_at: r.get(18),
         leased: r.get(19),
+        revision: u(20),
+        resolution: r
+            .get::<_, Option<String>>(21)
+            .and_then(|j| serde_json::from_str(&j).ok()),
     }
 }
 
@@ -240,6 +247,7 @@ fn attempt(r: &Row) -> AttemptRecord {
         response_excerpt: r.get(11),
         detail: r.get(12),
         link_identities: r.get(13),
+        revision: u(14),
     }
 }
 
@@ -323,11 +331,11 @@ impl Store for PostgresStore {
             .iter()
             .map(|r| {
                 (
-                    r.get::<_, i64>(20),
+                    r.get::<_, i64>(COLUMN_COUNT),
                     Claimed {
                         message: message(r),
                         lease: lease.clone(),
-                        due_at: r.get::<_, i64>(20),
+                        due_at: r.get::<_, i64>(COLUMN_COUNT),
                     },
                 )
             })
@@ -452,7 +460,7 @@ impl Store for PostgresStore {
         let attempts = client
             .query(
                 "SELECT n, cycle, attempt, started_at, latency_ms, status, transport, class, decision, reason, \
-                 delay_ms, response_excerpt, detail, link_identities FROM attempts WHERE message_id = $1 ORDER BY n",
+                 delay_ms, response_excerpt, detail, link_identities, revision FROM attempts WHERE message_id = $1 ORDER BY n",
                 &[&id],
             )
             .await
@@ -500,58 +508,6 @@ impl Store for PostgresStore {
         };
         let messages = keyed.into_iter().map(|(_, m)| m).collect();
         Ok(Page { messages, next })
-    }
-
-    async fn redrive(&self, ids: Vec<String>, now: i64) -> Result<Vec<String>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db)?;
-        let done = redrive_ids(&tx, &ids, now).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(done)
-    }
-
-    async fn redrive_matching(
-        &self,
-        filter: Filter,
-        now: i64,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        let filter = Filter {
-            state: Some(MessageState::Parked),
-            ..filter
-        };
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db)?;
-        let mut params: Vec<Param> = Vec::new();
-        let mut sql = "SELECT id FROM messages WHERE TRUE".to_owned();
-        sql.push_str(&filter_sql(&filter, &mut params));
-        params.push(Box::new(i64::try_from(limit).unwrap_or(i64::MAX)));
-        let sql = in_id_order(&sql, &filter, params.len(), " FOR UPDATE SKIP LOCKED");
-        let ids: Vec<String> = tx
-            .query(&sql, &refs(&params))
-            .await
-            .map_err(db)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let done = redrive_ids(&tx, &ids, now).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(done)
-    }
-
-    async fn discard(&self, ids: Vec<String>, now: i64) -> Result<Vec<String>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "UPDATE messages SET state = 'discarded', next_attempt_at = NULL, lease = NULL, updated_at = $2 \
-                 WHERE id = ANY($1) AND state = 'parked' RETURNING id",
-                &[&ids, &now],
-            )
-            .await
-            .map_err(db)?;
-        let mut done: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-        done.sort_by_key(|id| ids.iter().position(|x| x == id));
-        Ok(done)
     }
 
     async fn purge(&self, before: i64) -> Result<u64, StoreError> {

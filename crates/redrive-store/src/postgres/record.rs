@@ -132,10 +132,10 @@ async fn record_all(pool: &Pool, records: &[Record]) -> Result<Vec<bool>, StoreE
     if !a.ids.is_empty() {
         tx.execute(
             "INSERT INTO attempts (message_id, n, cycle, attempt, started_at, latency_ms, status, transport, class, \
-             decision, reason, delay_ms, response_excerpt, detail, link_identities) \
+             decision, reason, delay_ms, response_excerpt, detail, link_identities, revision) \
              SELECT * FROM unnest($1::text[], $2::int4[], $3::int4[], $4::int4[], $5::int8[], $6::int8[], \
                $7::int4[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int8[], $13::text[], \
-               $14::text[], $15::text[])",
+               $14::text[], $15::text[], $16::int4[])",
             &[
                 &a.ids,
                 &a.n,
@@ -152,6 +152,7 @@ async fn record_all(pool: &Pool, records: &[Record]) -> Result<Vec<bool>, StoreE
                 &a.excerpt,
                 &a.detail,
                 &a.links,
+                &a.revision,
             ],
         )
         .await
@@ -182,6 +183,7 @@ struct AttemptColumns<'a> {
     excerpt: Vec<Option<&'a str>>,
     detail: Vec<Option<&'a str>>,
     links: Vec<Option<&'a str>>,
+    revision: Vec<i32>,
 }
 
 impl<'a> AttemptColumns<'a> {
@@ -204,5 +206,7 @@ impl<'a> AttemptColumns<'a> {
         self.excerpt.push(a.response_excerpt.as_deref());
         self.detail.push(a.detail.as_deref());
         self.links.push(a.link_identities.as_deref());
+        self.revision
+            .push(i32::try_from(a.revision.max(1)).unwrap_or(i32::MAX));
     }
 }

@@ -124,7 +124,7 @@ pub(super) fn pending_destinations(conn: &Connection) -> Result<Vec<String>, Sto
 /// `DUE_ENTRIES_AFTER` (the columns, then the rowid).
 const DUE_ID: usize = 0;
 const DUE_AT: usize = 16;
-const DUE_ROWID: usize = 20;
+const DUE_ROWID: usize = super::COLUMN_COUNT;
 
 /// A destination's due entries, oldest due first, straight off the index
 /// (`INDEXED BY`: the planner once took another index and sorted). SQLite

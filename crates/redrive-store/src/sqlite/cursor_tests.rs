@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use super::leases::lock;
 use super::SqliteStore;
 use crate::conformance::new_message;
-use crate::{AttemptRecord, NextState, Store};
+use crate::{AttemptRecord, NextState, People, Store};
 
 /// One message as the model sees it.
 #[derive(Clone, Debug)]
@@ -187,7 +187,10 @@ async fn claims_from_a_cursor_take_what_a_claim_from_the_front_would() {
                         continue;
                     }
                     let id = parked[rng.random_range(0..parked.len())].clone();
-                    let done = store.redrive(vec![id.clone()], now).await.expect("redrive");
+                    let done = store
+                        .redrive(vec![id.clone()], "ops".into(), now)
+                        .await
+                        .expect("redrive");
                     assert_eq!(done, vec![id.clone()]);
                     if let Some(m) = model.get_mut(&id) {
                         (m.due, m.parked) = (Some(now), false);

@@ -189,6 +189,7 @@ CREATE INDEX attempts_by_start ON attempts (started_at);
     crate::schema::FEWER_INDEXES,
     crate::schema::LISTS_BY_STATE_ORDER,
     minutes::MIGRATION,
+    crate::schema::PEOPLE_SQLITE,
 ];
 
 /// A message's columns, in the order `message_from_row` reads them (a macro,
@@ -197,15 +198,17 @@ macro_rules! columns {
     () => {
         "id, destination, method, path, headers, body, idempotency_key, request_hash, \
          marked_idempotent, state, park_reason, last_class, attempts, total_attempts, cycle, \
-         cycle_started_at, next_attempt_at, created_at, updated_at, lease IS NOT NULL"
+         cycle_started_at, next_attempt_at, created_at, updated_at, lease IS NOT NULL, revision, \
+         resolution"
     };
 }
 const COLUMNS: &str = columns!();
 /// How many columns `COLUMNS` names: a column selected after them is this one.
-const COLUMN_COUNT: usize = 20;
+const COLUMN_COUNT: usize = 22;
 
 // After `columns!`, which it uses.
 mod claims;
+mod people;
 use claims::{claim_due, due_after, due_by_destination, earliest_due, pending_destinations};
 
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
@@ -252,8 +255,8 @@ const REPORT: &str = "SELECT m.destination, a.class, COUNT(*), COUNT(DISTINCT a.
      GROUP BY m.destination, a.class ORDER BY m.destination, COUNT(*) DESC";
 /// A record's attempt row.
 const RECORD_ATTEMPT: &str = "INSERT INTO attempts (message_id, n, cycle, attempt, started_at, latency_ms, status, transport, \
-     class, decision, reason, delay_ms, response_excerpt, detail, link_identities) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+     class, decision, reason, delay_ms, response_excerpt, detail, link_identities, revision) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 
 fn db(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e.to_string())
@@ -307,12 +310,14 @@ impl SqliteStore {
             // cascade), while the slice still finds their messages; their
             // counts by minute with them.
             conn.forget_attempts_of(slice, params()).map_err(db)?;
-            conn.prepare_cached(&format!(
-                "DELETE FROM attempts WHERE message_id IN ({slice})"
-            ))
-            .map_err(db)?
-            .execute(params())
-            .map_err(db)?;
+            for table in ["attempts", "revisions"] {
+                conn.prepare_cached(&format!(
+                    "DELETE FROM {table} WHERE message_id IN ({slice})"
+                ))
+                .map_err(db)?
+                .execute(params())
+                .map_err(db)?;
+            }
             conn.prepare_cached(&format!("DELETE FROM messages WHERE id IN ({slice})"))
                 .map_err(db)?
                 .execute(params())
@@ -593,6 +598,11 @@ fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
         created_at: r.get(17)?,
         updated_at: r.get(18)?,
         leased: r.get(19)?,
+        revision: r.get(20)?,
+        resolution: match r.get_ref(21)? {
+            ValueRef::Text(json) => serde_json::from_slice(json).ok(),
+            _ => None,
+        },
     })
 }
 
@@ -612,6 +622,7 @@ fn attempt_from_row(r: &Row<'_>) -> rusqlite::Result<AttemptRecord> {
         response_excerpt: r.get(11)?,
         detail: r.get(12)?,
         link_identities: r.get(13)?,
+        revision: r.get(14)?,
     })
 }
 
@@ -1073,7 +1084,8 @@ impl Store for SqliteStore {
                         attempt.delay_ms.map(|d| d as i64),
                         attempt.response_excerpt,
                         attempt.detail,
-                        attempt.link_identities
+                        attempt.link_identities,
+                        attempt.revision.max(1)
                     ])
                 })
                 .map_err(db)?;
@@ -1183,7 +1195,7 @@ impl Store for SqliteStore {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT n, cycle, attempt, started_at, latency_ms, status, transport, class, decision, reason, \
-                     delay_ms, response_excerpt, detail, link_identities FROM attempts WHERE message_id = ?1 ORDER BY n",
+                     delay_ms, response_excerpt, detail, link_identities, revision FROM attempts WHERE message_id = ?1 ORDER BY n",
                 )
                 .map_err(db)?;
             let attempts = stmt
@@ -1248,59 +1260,6 @@ impl Store for SqliteStore {
                 }
             }
             Ok(Page { messages, next })
-        })
-        .await
-    }
-
-    async fn redrive(&self, ids: Vec<String>, now: i64) -> Result<Vec<String>, StoreError> {
-        self.write_counted(Durability::Fsync, move |conn, delta| {
-            redrive_ids(conn, delta, &ids, now)
-        })
-        .await
-    }
-
-    async fn redrive_matching(
-        &self,
-        filter: Filter,
-        now: i64,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        self.write_counted(Durability::Fsync, move |conn, delta| {
-            let filter = Filter {
-                state: Some(MessageState::Parked),
-                ..filter
-            };
-            let ids = in_id_order(
-                conn,
-                "id",
-                &filter,
-                None,
-                limit,
-                |r| r.get::<_, String>(0),
-                |id| id,
-            )?;
-            redrive_ids(conn, delta, &ids, now)
-        })
-        .await
-    }
-
-    async fn discard(&self, ids: Vec<String>, now: i64) -> Result<Vec<String>, StoreError> {
-        self.write_counted(Durability::Fsync, move |conn, delta| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "UPDATE messages SET state = 'discarded', next_attempt_at = NULL, lease = NULL, updated_at = ?2 \
-                     WHERE id = ?1 AND state = 'parked'",
-                )
-                .map_err(db)?;
-            let mut done = Vec::new();
-            for id in ids {
-                if stmt.execute(params![id, now]).map_err(db)? == 1 {
-                    let destination = destination_of(conn, &id)?;
-                    delta.moved(&destination, MessageState::Parked, MessageState::Discarded);
-                    done.push(id);
-                }
-            }
-            Ok(done)
         })
         .await
     }
@@ -1377,6 +1336,7 @@ mod cursor_tests;
 mod tests {
     use super::*;
     use crate::conformance::{new_message, want};
+    use crate::People;
 
     /// What `stats` reports, and what a `GROUP BY` of the table says.
     async fn counted_and_stored(
@@ -1812,11 +1772,14 @@ mod tests {
             attempt_once(&store, lease, at, "server", next).await;
         }
         drop(store);
-        // As migration 5 left it.
+        // As migration 5 left it (migration 7 undone first).
         connect(&path)
             .expect("open")
             .execute_batch(
-                "DROP TABLE attempt_minutes; DROP INDEX attempts_failed; \
+                "DROP TABLE revisions; DROP TABLE audit; DROP TABLE pauses; \
+                 ALTER TABLE messages DROP COLUMN revision; ALTER TABLE messages DROP COLUMN resolution; \
+                 ALTER TABLE attempts DROP COLUMN revision; \
+                 DROP TABLE attempt_minutes; DROP INDEX attempts_failed; \
                  CREATE INDEX attempts_by_start ON attempts (started_at); PRAGMA user_version = 5;",
             )
             .expect("back to version 5");
@@ -1951,7 +1914,7 @@ mod tests {
 
         assert_eq!(
             store
-                .redrive(vec![ids[1].clone()], 40)
+                .redrive(vec![ids[1].clone()], "ops".into(), 40)
                 .await
                 .expect("redrive")
                 .len(),
@@ -1959,7 +1922,7 @@ mod tests {
         );
         assert_eq!(
             store
-                .discard(vec![ids[3].clone()], 40)
+                .discard(vec![ids[3].clone()], "ops".into(), 40)
                 .await
                 .expect("discard")
                 .len(),
@@ -1967,7 +1930,7 @@ mod tests {
         );
         // Already pending: neither redriven nor discarded, nothing counted.
         assert!(store
-            .discard(vec![ids[1].clone()], 41)
+            .discard(vec![ids[1].clone()], "ops".into(), 41)
             .await
             .expect("discard")
             .is_empty());

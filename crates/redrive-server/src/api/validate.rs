@@ -1,0 +1,126 @@
+//! What a message's request must be, at enqueue and at an edit: a method,
+//! a path, headers redrive does not set itself, and a body (JSON or
+//! base64). Each refusal is a 422 naming what is wrong.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use http::{HeaderValue, StatusCode};
+use serde_json::Value;
+
+use crate::problem::Problem;
+
+const FORBIDDEN_HEADERS: [&str; 8] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+];
+
+pub(super) fn unprocessable(
+    slug: &'static str,
+    title: &'static str,
+    detail: impl Into<String>,
+) -> Problem {
+    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, slug, title, detail)
+}
+
+/// A request checked as at enqueue.
+pub(super) struct RequestParts {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Checks a message's request; a JSON body gets `Content-Type:
+/// application/json` unless a content type is given.
+pub(super) fn request_parts(
+    method: Option<String>,
+    path: String,
+    headers: &BTreeMap<String, String>,
+    body: Option<&Value>,
+    body_base64: Option<&str>,
+) -> Result<RequestParts, Problem> {
+    let method = method
+        .unwrap_or_else(|| "POST".to_owned())
+        .to_ascii_uppercase();
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err(unprocessable(
+            "invalid-message",
+            "Invalid message",
+            format!("`{method}` is not an HTTP method"),
+        ));
+    }
+    if !path.starts_with('/')
+        || path
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'#')
+    {
+        return Err(unprocessable(
+            "invalid-message",
+            "Invalid message",
+            format!(
+                "path `{path}` must start with `/` and hold no spaces, control characters or `#`"
+            ),
+        ));
+    }
+    let mut message_headers: Vec<(String, String)> = Vec::new();
+    for (k, v) in headers {
+        let lower = k.to_ascii_lowercase();
+        if FORBIDDEN_HEADERS.contains(&lower.as_str()) {
+            return Err(unprocessable(
+                "invalid-message",
+                "Invalid message",
+                format!("header `{k}` is set by redrive; remove it"),
+            ));
+        }
+        if http::HeaderName::from_bytes(k.as_bytes()).is_err() || HeaderValue::from_str(v).is_err()
+        {
+            return Err(unprocessable(
+                "invalid-message",
+                "Invalid message",
+                format!("header `{k}` is not a valid HTTP header"),
+            ));
+        }
+        message_headers.push((k.clone(), v.clone()));
+    }
+    let body = match (body, body_base64) {
+        (Some(_), Some(_)) => {
+            return Err(unprocessable(
+                "invalid-message",
+                "Invalid message",
+                "give `body` or `body_base64`, not both",
+            ))
+        }
+        (Some(v), None) => {
+            if !message_headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            {
+                message_headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
+            }
+            serde_json::to_vec(v).map_err(|e| Problem::bad_request(e.to_string()))?
+        }
+        (None, Some(b)) => base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .map_err(|_| {
+                unprocessable(
+                    "invalid-message",
+                    "Invalid message",
+                    "`body_base64` is not valid base64",
+                )
+            })?,
+        (None, None) => Vec::new(),
+    };
+    Ok(RequestParts {
+        method,
+        path,
+        headers: message_headers,
+        body,
+    })
+}
