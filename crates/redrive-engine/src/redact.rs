@@ -38,7 +38,9 @@ pub fn excerpt(body: &[u8], limit: usize, secrets: &[String]) -> Option<String> 
     Some(text)
 }
 
-fn redact_json(v: &mut Value) {
+/// The values of members whose names say they hold secrets, replaced by
+/// `[redacted]` (a person's view of a body).
+pub fn redact_json(v: &mut Value) {
     match v {
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
@@ -78,5 +80,48 @@ mod tests {
     fn text_is_cut_at_the_limit() {
         assert_eq!(excerpt(b"hello world", 5, &[]).as_deref(), Some("hello"));
         assert_eq!(excerpt(b"", 5, &[]), None);
+    }
+}
+
+/// Puts back what [`redact_json`] hid: every `[redacted]` string in `edited`
+/// whose place exists in `stored` takes the stored value, so that a person
+/// who edits a redacted view keeps the secrets they did not touch.
+pub fn restore_redacted(edited: &mut Value, stored: &Value) {
+    match (edited, stored) {
+        (Value::Object(e), Value::Object(s)) => {
+            for (k, v) in e.iter_mut() {
+                if let Some(old) = s.get(k) {
+                    restore_redacted(v, old);
+                }
+            }
+        }
+        (Value::Array(e), Value::Array(s)) => {
+            for (v, old) in e.iter_mut().zip(s) {
+                restore_redacted(v, old);
+            }
+        }
+        (v @ Value::String(_), old) if v.as_str() == Some("[redacted]") => *v = old.clone(),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod restore_tests {
+    use super::*;
+
+    #[test]
+    fn an_edited_view_keeps_the_secrets_it_left_redacted() {
+        let stored: Value =
+            serde_json::from_str(r#"{"email":"a@x","password":"hunter2","tags":[{"token":"t1"}]}"#)
+                .unwrap();
+        let mut view = stored.clone();
+        redact_json(&mut view);
+        assert!(!view.to_string().contains("hunter2"));
+        view["email"] = "b@x".into();
+        restore_redacted(&mut view, &stored);
+        assert_eq!(
+            view,
+            serde_json::json!({"email":"b@x","password":"hunter2","tags":[{"token":"t1"}]})
+        );
     }
 }

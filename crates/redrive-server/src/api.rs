@@ -25,7 +25,7 @@ use crate::views::MessageView;
 
 mod describe;
 mod people;
-mod validate;
+pub(crate) mod validate;
 
 use validate::{request_parts, unprocessable, RequestParts};
 

@@ -17,6 +17,11 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// What went wrong, in words.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
     /// A problem of type `{TYPE_BASE}{slug}`.
     pub fn new(
         status: StatusCode,

@@ -166,6 +166,76 @@ async fn arrive(browser: &fantoccini::Client, css: &str) -> String {
     browser.source().await.expect("source")
 }
 
+type Serving = tokio::task::JoinHandle<Result<(), redrive_server::ServeError>>;
+
+/// Serves the configuration `text`: its base URL, the stop, the task.
+async fn start(text: &str) -> (String, oneshot::Sender<()>, Serving) {
+    let config =
+        Config::from_toml("test.toml", text, &HashMap::new()).unwrap_or_else(|e| panic!("{e}"));
+    let store = SqliteStore::open_url(&config.database).expect("store");
+    let (addr_tx, addr_rx) = oneshot::channel::<SocketAddr>();
+    let (stop, stop_rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        config,
+        store,
+        async move {
+            let _ = stop_rx.await;
+        },
+        move |a| {
+            let _ = addr_tx.send(a);
+        },
+    ));
+    (
+        format!("http://{}", addr_rx.await.expect("listening")),
+        stop,
+        server,
+    )
+}
+
+/// Types `token` into the sign-in form and sends it.
+async fn submit_token(browser: &fantoccini::Client, token: &str) {
+    browser
+        .find(Locator::Id("token"))
+        .await
+        .expect("token field")
+        .send_keys(token)
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Css("form button"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+}
+
+/// Signs in with `token` on the sign-in page.
+async fn sign_in(browser: &fantoccini::Client, base: &str, token: &str) {
+    browser.goto(&format!("{base}/login")).await.expect("goto");
+    submit_token(browser, token).await;
+    arrive(browser, "#who").await;
+}
+
+async fn click(browser: &fantoccini::Client, id: &str) {
+    browser
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("no #{id}: {e}"))
+        .click()
+        .await
+        .expect("click");
+}
+
+async fn replace_text(browser: &fantoccini::Client, id: &str, text: &str) {
+    let field = browser
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("no #{id}: {e}"));
+    field.clear().await.expect("clear");
+    field.send_keys(text).await.expect("type");
+}
+
 fn screenshots_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
 }
@@ -194,22 +264,7 @@ async fn a_person_signs_in_finds_reads_and_redrives_parked_messages() {
         mock.url(),
         mock.url()
     );
-    let config =
-        Config::from_toml("test.toml", &text, &HashMap::new()).unwrap_or_else(|e| panic!("{e}"));
-    let store = SqliteStore::open_url(&config.database).expect("store");
-    let (addr_tx, addr_rx) = oneshot::channel::<SocketAddr>();
-    let (stop, stop_rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve(
-        config,
-        store,
-        async move {
-            let _ = stop_rx.await;
-        },
-        move |a| {
-            let _ = addr_tx.send(a);
-        },
-    ));
-    let base = format!("http://{}", addr_rx.await.expect("listening"));
+    let (base, stop, server) = start(&text).await;
     let api = Api { base: base.clone() };
 
     // Some history for the overview, and one parked message to find.
@@ -241,35 +296,9 @@ async fn a_person_signs_in_finds_reads_and_redrives_parked_messages() {
     assert!(!body.contains(&parked));
 
     // A wrong token is refused, the right one signs in.
-    browser
-        .find(Locator::Id("token"))
-        .await
-        .expect("token field")
-        .send_keys("wrong-token-000000000")
-        .await
-        .expect("type");
-    browser
-        .find(Locator::Css("form button"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+    submit_token(&browser, "wrong-token-000000000").await;
     assert!(arrive(&browser, ".error").await.contains("not valid"));
-    browser
-        .find(Locator::Id("token"))
-        .await
-        .expect("token field")
-        .send_keys(TOKEN)
-        .await
-        .expect("type");
-    browser
-        .find(Locator::Css("form button"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+    submit_token(&browser, TOKEN).await;
     let overview = arrive(&browser, "svg.chart").await;
     assert_eq!(browser.current_url().await.expect("url").path(), "/");
     assert!(
@@ -441,6 +470,148 @@ async fn a_person_signs_in_finds_reads_and_redrives_parked_messages() {
         "parked",
         "nothing changed"
     );
+
+    browser.close().await.expect("close");
+    let _ = stop.send(());
+    server.await.expect("join").expect("served");
+}
+
+/// An operator corrects a parked message in the browser: a body that is not
+/// JSON is refused next to its field, the fix is saved as revision 2 (with a
+/// diff), the redrive delivers it, and the audit page names the operator. A
+/// reader is offered none of the buttons.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_edits_fixes_and_redrives_and_the_audit_says_so() {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let Some((browser, _driver)) = browser(profile.path()).await else {
+        return;
+    };
+    // The receiver refuses a misspelt domain.
+    let receiver =
+        "[[routes]]\npath = \"/v1/users\"\nsteps = [{ status = 422 }]\n[default]\nstatus = 201\n";
+    let mock = MockServer::start(
+        Scenario::from_toml("s", receiver, None).expect("scenario"),
+        "127.0.0.1:0".parse().expect("addr"),
+        None,
+    )
+    .await
+    .expect("mock");
+    let dir = tempfile::tempdir().expect("dir");
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\
+         api_tokens = [\"{TOKEN}\", {{ name = \"olivia\", token = \"operator-token-0123456789\", role = \"operator\" }}, \
+         {{ name = \"rita\", token = \"reader-token-0123456789\", role = \"reader\" }}]\n\
+         [destinations.crm]\nurl = \"{}\"\npolicy = \"standard\"\n",
+        dir.path().join("redrive.db").display(),
+        mock.url()
+    );
+    let (base, stop, server) = start(&text).await;
+    let api = Api { base: base.clone() };
+    let parked = api.enqueue("/v1/users").await;
+    api.wait_state(&parked, "parked").await;
+
+    // A reader sees the message but no button.
+    sign_in(&browser, &base, "reader-token-0123456789").await;
+    browser
+        .goto(&format!("{base}/messages/{parked}"))
+        .await
+        .expect("goto");
+    let page = arrive(&browser, "#no-actions").await;
+    assert!(
+        page.contains("rita")
+            && !page.contains("id=\"edit-save\"")
+            && !page.contains("id=\"redrive\"")
+    );
+    browser.delete_all_cookies().await.expect("sign out");
+
+    sign_in(&browser, &base, "operator-token-0123456789").await;
+    browser
+        .goto(&format!("{base}/messages/{parked}"))
+        .await
+        .expect("goto");
+    arrive(&browser, "#edit").await;
+    replace_text(&browser, "edit-path", "/v1/members").await;
+    replace_text(&browser, "edit-body", "{\"email\": \"ada@example.com\",").await;
+    replace_text(&browser, "edit-note", "the route moved").await;
+    click(&browser, "edit-save").await;
+    let page = arrive(&browser, "#error-body").await;
+    assert!(
+        page.contains("the body is not JSON"),
+        "the error is next to the body"
+    );
+    std::fs::create_dir_all(screenshots_dir()).expect("docs/screenshots");
+    browser
+        .execute(
+            "document.getElementById('error-body').scrollIntoView({block: 'center'})",
+            vec![],
+        )
+        .await
+        .expect("scroll to the error");
+    std::fs::write(
+        screenshots_dir().join("edit-error.png"),
+        browser.screenshot().await.expect("png"),
+    )
+    .expect("save screenshot");
+    // The form kept what was typed; fix the body only.
+    let path_field = browser.find(Locator::Id("edit-path")).await.expect("path");
+    assert_eq!(
+        path_field.prop("value").await.expect("value").as_deref(),
+        Some("/v1/members")
+    );
+    replace_text(&browser, "edit-body", "{\"email\": \"ada@example.com\"}").await;
+    click(&browser, "edit-save").await;
+    let page = arrive(&browser, "#revisions").await;
+    assert!(
+        page.contains("revision 2") && page.contains("olivia") && page.contains("the route moved")
+    );
+    assert!(page.contains("/v1/members"), "the diff shows the new path");
+    let revisions = browser
+        .find(Locator::Id("revisions"))
+        .await
+        .expect("revisions");
+    std::fs::write(
+        screenshots_dir().join("revisions.png"),
+        revisions.screenshot().await.expect("png"),
+    )
+    .expect("save screenshot");
+    click(&browser, "redrive").await;
+    api.wait_state(&parked, "delivered").await;
+    let journal = mock.journal(None);
+    let last = journal.entries.last().expect("the receiver saw it");
+    assert_eq!(last.path, "/v1/members");
+
+    browser.goto(&format!("{base}/audit")).await.expect("goto");
+    let page = arrive(&browser, "#audit").await;
+    let rows: Vec<&str> = page.split("<tr>").skip(2).collect();
+    assert!(rows.len() >= 2, "{page}");
+    assert!(
+        rows[0].contains("olivia") && rows[0].contains("redrive"),
+        "{}",
+        rows[0]
+    );
+    assert!(
+        rows[1].contains("olivia") && rows[1].contains("edit"),
+        "{}",
+        rows[1]
+    );
+    std::fs::write(
+        screenshots_dir().join("audit.png"),
+        browser.screenshot().await.expect("png"),
+    )
+    .expect("save screenshot");
+
+    // Pause and resume from the destinations page.
+    browser
+        .goto(&format!("{base}/destinations"))
+        .await
+        .expect("goto");
+    arrive(&browser, "#pause-crm").await;
+    replace_text(&browser, "pause-note-crm", "maintenance").await;
+    click(&browser, "pause-crm").await;
+    let page = arrive(&browser, "#paused-crm").await;
+    assert!(page.contains("paused by <b>olivia</b>") && page.contains("maintenance"));
+    click(&browser, "resume-crm").await;
+    arrive(&browser, "#pause-crm").await;
 
     browser.close().await.expect("close");
     let _ = stop.send(());

@@ -48,6 +48,11 @@ enum Command {
     Dlq(cmd::messages::DlqCommand),
     /// Failures by destination and error class over a window.
     Report(cmd::messages::ReportArgs),
+    /// Pause and resume destinations.
+    #[command(subcommand)]
+    Destinations(cmd::people::DestinationsCommand),
+    /// Who changed what: every action a person took, newest first.
+    Audit(cmd::people::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +69,8 @@ fn main() -> ExitCode {
         Command::Messages(c) => cmd::messages::run_messages(c),
         Command::Dlq(c) => cmd::messages::run_dlq(c),
         Command::Report(a) => cmd::messages::run_report(a),
+        Command::Destinations(c) => cmd::people::run_destinations(c),
+        Command::Audit(a) => cmd::people::run_audit(a),
     };
     match result {
         Ok(code) => code,

@@ -66,9 +66,26 @@ pub(super) async fn edit<S: Store>(
     if current.state != MessageState::Parked {
         return Err(not_parked(&id, current.state, "edited"));
     }
-    let headers = req
-        .headers
-        .unwrap_or_else(|| current.headers.iter().cloned().collect());
+    // A secret header shown as `[redacted]` (as every view shows it) and
+    // sent back unchanged keeps its stored value.
+    let headers: BTreeMap<String, String> = match req.headers {
+        Some(given) => given
+            .into_iter()
+            .map(|(k, v)| {
+                let kept = (v == "[redacted]")
+                    .then(|| {
+                        current
+                            .headers
+                            .iter()
+                            .find(|(ck, _)| ck.eq_ignore_ascii_case(&k))
+                            .map(|(_, cv)| cv.clone())
+                    })
+                    .flatten();
+                (k, kept.unwrap_or(v))
+            })
+            .collect(),
+        None => current.headers.iter().cloned().collect(),
+    };
     let RequestParts {
         method,
         path,

@@ -30,7 +30,7 @@ pub(super) fn unprocessable(
 }
 
 /// A request checked as at enqueue.
-pub(super) struct RequestParts {
+pub(crate) struct RequestParts {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
@@ -39,7 +39,7 @@ pub(super) struct RequestParts {
 
 /// Checks a message's request; a JSON body gets `Content-Type:
 /// application/json` unless a content type is given.
-pub(super) fn request_parts(
+pub(crate) fn request_parts(
     method: Option<String>,
     path: String,
     headers: &BTreeMap<String, String>,

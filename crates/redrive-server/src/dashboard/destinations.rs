@@ -52,6 +52,27 @@ pub(super) async fn destinations_page<S: Store>(
                 _ => String::new(),
             },
         };
+        let may_act = session.caller.role.allows(crate::roles::Need::Operate);
+        let csrf = esc(&session.csrf);
+        let name = esc(&d.name);
+        let pause_row = match state.engine.pause_of(&d.name) {
+            Some(p) => format!(
+                "<tr><th>paused</th><td class=\"paused\" id=\"paused-{name}\">paused by <b>{}</b> at {}{} (messages are kept, none is attempted){}</td></tr>",
+                esc(&p.paused_by),
+                esc(&rfc3339(p.paused_at)),
+                p.note.as_deref().map(|n| format!(": {}", esc(n))).unwrap_or_default(),
+                if may_act {
+                    format!("<form method=\"post\" action=\"/destinations/{name}/resume\" class=\"actions\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button id=\"resume-{name}\">Resume</button></form>")
+                } else {
+                    String::new()
+                }
+            ),
+            None if may_act => format!(
+                "<tr><th>delivery</th><td><form method=\"post\" action=\"/destinations/{name}/pause\" class=\"actions\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <label>note <input name=\"note\" id=\"pause-note-{name}\"></label><button id=\"pause-{name}\">Pause</button></form></td></tr>"
+            ),
+            None => String::new(),
+        };
         let reconcile_row = d
             .reconcile
             .as_ref()
@@ -73,7 +94,7 @@ pub(super) async fn destinations_page<S: Store>(
         body.push_str(&format!(
             "<section class=\"card\"><h2>{}</h2><table>\
              <tr><th>URL</th><td><code>{}</code></td></tr><tr><th>policy</th><td>{} — {}</td></tr>\
-             <tr><th>limits</th><td>{} in flight{}{}</td></tr><tr><th>circuit</th><td class=\"circuit-{circuit}\">{circuit}</td></tr>{credentials_row}{reconcile_row}</table>\
+             <tr><th>limits</th><td>{} in flight{}{}</td></tr><tr><th>circuit</th><td class=\"circuit-{circuit}\">{circuit}</td></tr>{pause_row}{credentials_row}{reconcile_row}</table>\
              <h2>Schedule</h2>{}<p class=\"muted\">{}{}</p><details><summary>Rules</summary><pre>{}</pre></details></section>",
             esc(&d.name),
             esc(&d.url.to_string()),
@@ -95,7 +116,46 @@ pub(super) async fn destinations_page<S: Store>(
         ));
     }
     respond(
-        page("Destinations", "/destinations", Some(&session.csrf), &body),
+        page("Destinations", "/destinations", Some(&session), &body),
         cookie,
     )
+}
+
+/// `POST /destinations/{name}/pause`.
+pub(super) async fn pause<S: Store>(
+    State(state): State<Shared<S>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    let session = match checked(&state, &headers, &f, true) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let note = first(&f, "note")
+        .filter(|n| !n.trim().is_empty())
+        .map(str::to_owned);
+    match state.engine.pause(&name, note, &session.caller.name).await {
+        Ok(_) => Redirect::to("/destinations").into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `POST /destinations/{name}/resume`.
+pub(super) async fn resume<S: Store>(
+    State(state): State<Shared<S>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    let session = match checked(&state, &headers, &f, true) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    match state.engine.resume(&name, &session.caller.name).await {
+        Ok(_) => Redirect::to("/destinations").into_response(),
+        Err(e) => store_error(e),
+    }
 }

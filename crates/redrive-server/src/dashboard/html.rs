@@ -33,11 +33,17 @@ pub fn q(s: &str) -> String {
 }
 
 /// A whole page: head, navigation, the body, and a sign-out form.
-pub fn page(title: &str, active: &str, csrf: Option<&str>, body: &str) -> String {
+pub fn page(
+    title: &str,
+    active: &str,
+    session: Option<&super::session::Session>,
+    body: &str,
+) -> String {
     let nav = [
         ("/", "Overview"),
         ("/parked", "Parked"),
         ("/destinations", "Destinations"),
+        ("/audit", "Audit"),
     ]
     .iter()
     .map(|(href, label)| {
@@ -49,10 +55,13 @@ pub fn page(title: &str, active: &str, csrf: Option<&str>, body: &str) -> String
         format!("<a href=\"{href}\"{class}>{label}</a>")
     })
     .collect::<String>();
-    let signout = match csrf {
-        Some(token) => format!(
-            "<form method=\"post\" action=\"/logout\" class=\"signout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button>Sign out</button></form>",
-            esc(token)
+    let signout = match session {
+        Some(s) => format!(
+            "<span class=\"who\" id=\"who\">{} <span class=\"muted\">({})</span></span>\
+             <form method=\"post\" action=\"/logout\" class=\"signout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button>Sign out</button></form>",
+            esc(&s.caller.name),
+            s.caller.role,
+            esc(&s.csrf)
         ),
         None => String::new(),
     };

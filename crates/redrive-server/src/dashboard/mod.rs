@@ -21,8 +21,10 @@ use serde::Deserialize;
 use crate::api::AppState;
 use crate::views::{human_ms, rfc3339};
 
+mod audit;
 mod destinations;
 pub mod html;
+mod message;
 mod overview;
 pub mod session;
 
@@ -56,8 +58,19 @@ pub fn routes<S: Store>() -> Router<Shared<S>> {
         .route("/parked", get(inbox::<S>))
         .route("/parked/act", post(act_on_selection::<S>))
         .route("/parked/redrive-all", post(redrive_filter::<S>))
-        .route("/messages/{id}", get(message_page::<S>))
-        .route("/messages/{id}/act", post(act_on_message::<S>))
+        .route("/messages/{id}", get(message::message_page::<S>))
+        .route("/messages/{id}/act", post(message::act_on_message::<S>))
+        .route("/messages/{id}/edit", post(message::edit_message::<S>))
+        .route(
+            "/messages/{id}/resolve",
+            post(message::resolve_message::<S>),
+        )
+        .route("/destinations/{name}/pause", post(destinations::pause::<S>))
+        .route(
+            "/destinations/{name}/resume",
+            post(destinations::resume::<S>),
+        )
+        .route("/audit", get(audit::audit_page::<S>))
         .route("/destinations", get(destinations::destinations_page::<S>))
         .route(
             "/assets/style.css",
@@ -416,10 +429,7 @@ async fn inbox<S: Store>(
             ));
         }
     }
-    respond(
-        page("Parked", "/parked", Some(&session.csrf), &body),
-        cookie,
-    )
+    respond(page("Parked", "/parked", Some(&session), &body), cookie)
 }
 
 async fn act_on_selection<S: Store>(
@@ -490,155 +500,4 @@ async fn redrive_filter<S: Store>(
         q(&format!("{total} parked message(s) redriven"))
     ))
     .into_response()
-}
-
-async fn message_page<S: Store>(
-    State(state): State<Shared<S>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let (session, cookie) = match signed_in(&state, &headers) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let (m, attempts) = match state.engine.store().get(id.clone()).await {
-        Ok(Some(x)) => x,
-        Ok(None) => {
-            return (
-                StatusCode::NOT_FOUND,
-                Html(page(
-                    "Not found",
-                    "",
-                    Some(&session.csrf),
-                    &format!("<div class=\"error\">No message {}</div>", esc(&id)),
-                )),
-            )
-                .into_response()
-        }
-        Err(e) => return store_error(e),
-    };
-    let view = crate::views::MessageView::new(&m, None);
-    let headers_html: String = view
-        .headers
-        .iter()
-        .map(|(k, v)| format!("{}: {}\n", esc(k), esc(v)))
-        .collect();
-    let secrets = state
-        .engine
-        .destination(&m.destination)
-        .map(|d| d.secrets())
-        .unwrap_or_default();
-    let body_preview = redrive_engine::redact::excerpt(&m.body, 4096, &secrets)
-        .unwrap_or_else(|| "(empty)".to_owned());
-    let mut body = format!(
-        "<h1>Message <code>{}</code> <span class=\"badge state-{}\">{}</span></h1>",
-        esc(&m.id),
-        m.state.as_str(),
-        m.state.as_str()
-    );
-    if let Some(r) = &m.park_reason {
-        body.push_str(&format!("<div class=\"error\">Parked: <b>{}</b> after {} attempt(s); last error class <b>{}</b>.</div>", esc(r), m.attempts, esc(m.last_class.as_deref().unwrap_or(""))));
-    }
-    if m.state == MessageState::Parked {
-        let csrf = esc(&session.csrf);
-        body.push_str(&format!(
-            "<form method=\"post\" action=\"/messages/{id}/act\" class=\"actions\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <button name=\"action\" value=\"redrive\" id=\"redrive\">Redrive</button>\
-             <button name=\"action\" value=\"discard\" class=\"danger\" id=\"discard\">Discard</button></form>",
-            id = esc(&m.id)
-        ));
-    }
-    body.push_str("<section class=\"card\"><h2>Attempts</h2><ol class=\"attempts\">");
-    for a in attempts.iter().rev() {
-        let outcome = match (a.status, &a.transport) {
-            (Some(s), _) => format!("HTTP {s}"),
-            (None, Some(t)) => t.clone(),
-            _ => "—".to_owned(),
-        };
-        let decision = match (a.reason.as_str(), a.delay_ms) {
-            ("credentials_renewed", _) => {
-                "token rejected: renewed and sent again at once (no attempt spent)".to_owned()
-            }
-            ("reconciled_applied", _) => {
-                "delivered: the reconciliation probe found it took effect".to_owned()
-            }
-            ("reconciled_not_applied", Some(d)) => format!(
-                "retry in {}: the reconciliation probe found it did not take effect",
-                human_ms(d)
-            ),
-            (_, Some(d)) => format!("retry in {}", human_ms(d)),
-            (_, None) => format!("{} ({})", a.decision, a.reason),
-        };
-        body.push_str(&format!(
-            "<li class=\"cls-{}\"><b>#{}</b> cycle {} · {} · <b>{}</b> · class <b>{}</b> · {} ms · {}",
-            esc(&a.class),
-            a.n,
-            a.cycle,
-            esc(&rfc3339(a.started_at)),
-            esc(&outcome),
-            esc(&a.class),
-            a.latency_ms,
-            esc(&decision)
-        ));
-        if let Some(d) = &a.detail {
-            body.push_str(&format!("<div class=\"muted\">{}</div>", esc(d)));
-        }
-        if let Some(x) = &a.response_excerpt {
-            body.push_str(&format!("<pre>{}</pre>", esc(x)));
-        }
-        body.push_str("</li>");
-    }
-    if attempts.is_empty() {
-        body.push_str("<li>No attempt yet.</li>");
-    }
-    body.push_str("</ol></section>");
-    body.push_str(&format!(
-        "<section class=\"card\"><h2>Request</h2><table>\
-         <tr><th>destination</th><td>{}</td></tr><tr><th>request</th><td><code>{} {}</code></td></tr>\
-         <tr><th>idempotency key</th><td><code>{}</code></td></tr><tr><th>cycle</th><td>{} ({} attempt(s) in it, {} in all)</td></tr>\
-         <tr><th>created</th><td>{}</td></tr><tr><th>next attempt</th><td>{}</td></tr></table>\
-         <h2>Headers</h2><pre>{}</pre><h2>Body</h2><pre>{}</pre></section>",
-        esc(&m.destination),
-        esc(&m.method),
-        esc(&m.path),
-        esc(&m.idempotency_key),
-        m.cycle,
-        m.attempts,
-        m.total_attempts,
-        esc(&rfc3339(m.created_at)),
-        esc(&m.next_attempt_at.map(rfc3339).unwrap_or_else(|| "—".to_owned())),
-        if headers_html.is_empty() { "(none)".to_owned() } else { headers_html },
-        esc(&body_preview)
-    ));
-    respond(
-        page(
-            &format!("Message {}", m.id),
-            "/parked",
-            Some(&session.csrf),
-            &body,
-        ),
-        cookie,
-    )
-}
-
-async fn act_on_message<S: Store>(
-    State(state): State<Shared<S>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let f = form(&body);
-    let s = match checked(&state, &headers, &f, true) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let actor = &s.caller.name;
-    let result = match first(&f, "action") {
-        Some("discard") => state.engine.discard(vec![id.clone()], actor).await,
-        _ => state.engine.redrive(vec![id.clone()], actor).await,
-    };
-    if let Err(e) = result {
-        return store_error(e);
-    }
-    Redirect::to(&format!("/messages/{}", q(&id))).into_response()
 }

@@ -120,5 +120,5 @@ pub(super) async fn overview<S: Store>(
         ));
     }
     body.push_str("</table></section>");
-    respond(page("Overview", "/", Some(&session.csrf), &body), cookie)
+    respond(page("Overview", "/", Some(&session), &body), cookie)
 }

@@ -125,6 +125,41 @@ pub enum DlqCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Correct a parked message's request in $EDITOR (JSON) and save it as
+    /// a new revision; then redrive it if asked.
+    Edit {
+        /// The message id.
+        id: String,
+        /// Redrive it once saved, without asking.
+        #[arg(long, conflicts_with = "no_redrive")]
+        redrive: bool,
+        /// Do not redrive it, without asking.
+        #[arg(long)]
+        no_redrive: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Close a parked message as you found it: the request took effect
+    /// (--applied: delivered) or did not (--not-applied: sent again).
+    Resolve {
+        /// The message id.
+        id: String,
+        /// The request took effect.
+        #[arg(
+            long,
+            required_unless_present = "not_applied",
+            conflicts_with = "not_applied"
+        )]
+        applied: bool,
+        /// It did not: send it again.
+        #[arg(long)]
+        not_applied: bool,
+        /// Why, for the audit.
+        #[arg(long, value_name = "T")]
+        note: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Discard parked messages (kept for audit until retention).
     Discard {
         /// Message ids.
@@ -148,7 +183,7 @@ pub struct ReportArgs {
     server: ServerArgs,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -220,6 +255,29 @@ pub fn run_dlq(c: DlqCommand) -> Result<ExitCode> {
             }
             DlqCommand::Discard { ids, server } => {
                 act(&ApiClient::new(&server)?, &ids, "discard").await
+            }
+            DlqCommand::Edit {
+                id,
+                redrive,
+                no_redrive,
+                server,
+            } => {
+                let choice = match (redrive, no_redrive) {
+                    (true, _) => Some(true),
+                    (_, true) => Some(false),
+                    _ => None,
+                };
+                super::people::edit(&ApiClient::new(&server)?, &id, choice).await
+            }
+            DlqCommand::Resolve {
+                id,
+                applied,
+                note,
+                server,
+                ..
+            } => {
+                super::people::resolve(&ApiClient::new(&server)?, &id, applied, note.as_deref())
+                    .await
             }
         }
     })?;

@@ -3,6 +3,7 @@
 pub mod classify;
 pub mod messages;
 pub mod mock;
+pub mod people;
 pub mod policy;
 pub mod send;
 pub mod serve;
