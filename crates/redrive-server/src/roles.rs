@@ -218,3 +218,33 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod table_and_document {
+    use super::*;
+
+    /// The table of roles and the OpenAPI document name the same routes:
+    /// a route added to one and not the other fails here.
+    #[test]
+    fn every_route_of_the_table_is_in_the_openapi_document_and_back() {
+        let doc: serde_json::Value = serde_json::from_str(crate::OPENAPI).expect("openapi.json");
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, ops) in doc["paths"].as_object().expect("paths") {
+            if ["/metrics", "/healthz", "/readyz"].contains(&path.as_str()) {
+                continue;
+            }
+            for method in ops.as_object().expect("operations").keys() {
+                if ["get", "post", "patch", "put", "delete"].contains(&method.as_str()) {
+                    documented.push((method.to_ascii_uppercase(), path.clone()));
+                }
+            }
+        }
+        let mut table: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
+            .collect();
+        documented.sort();
+        table.sort();
+        assert_eq!(documented, table);
+    }
+}

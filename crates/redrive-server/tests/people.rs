@@ -349,3 +349,53 @@ async fn a_pause_holds_every_message_across_a_restart() {
     assert_eq!(status, 404);
     s.stop().await;
 }
+
+/// A message's secret header is `[redacted]` in every revision shown, kept
+/// when an edit sends `[redacted]` back, and never in the audit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revisions_and_the_audit_keep_secrets_out() {
+    let s = Server::start_with_tokens(RECEIVER, TOKENS, "").await;
+    let (status, v) = s
+        .api(
+            "POST",
+            "/v1/messages",
+            r#"{"destination":"crm","path":"/bad","headers":{"X-Auth-Token":"msg-secret-98765"},"body":{}}"#,
+        )
+        .await;
+    assert_eq!(status, 202, "{v}");
+    let id = v["id"].as_str().expect("id").to_owned();
+    s.wait_state(&id, "parked").await;
+    let edit = r#"{"path":"/good","headers":{"X-Auth-Token":"[redacted]","X-Fixed":"1"}}"#;
+    let (status, v) = as_role(
+        &s,
+        Role::Operator,
+        "PATCH",
+        &format!("/v1/messages/{id}"),
+        edit,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let shown = v.to_string();
+    assert!(!shown.contains("msg-secret-98765"), "{shown}");
+    assert!(shown.contains("[redacted]"));
+    let (_, audit) = s.api("GET", "/v1/audit", "").await;
+    assert!(!audit.to_string().contains("msg-secret-98765"));
+    as_role(
+        &s,
+        Role::Operator,
+        "POST",
+        &format!("/v1/messages/{id}/redrive"),
+        "",
+    )
+    .await;
+    s.wait_state(&id, "delivered").await;
+    let journal = s.mock.journal(None);
+    let last = journal.entries.last().expect("the receiver saw it");
+    assert_eq!(last.path, "/good");
+    assert_eq!(
+        last.header("x-auth-token"),
+        Some("msg-secret-98765"),
+        "the secret was kept, not replaced by `[redacted]`"
+    );
+    s.stop().await;
+}
