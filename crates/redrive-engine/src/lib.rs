@@ -19,6 +19,7 @@ pub mod observed;
 mod outcome;
 pub mod people;
 pub mod probe;
+pub mod quiet;
 pub mod redact;
 mod request;
 mod scheduler;

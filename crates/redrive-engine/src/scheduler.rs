@@ -19,6 +19,7 @@ use crate::breaker::CircuitState;
 use crate::destination::DestinationRuntime;
 use crate::due::shares;
 use crate::engine::Engine;
+use crate::quiet;
 
 /// The least room a round gives a destination it asks (its window
 /// allowing): with 1,000 destinations draining at once, a round that gave
@@ -69,7 +70,11 @@ impl<S: Store> Engine<S> {
                             purged = n,
                             "retention purged delivered and discarded messages"
                         ),
-                        Err(e) => tracing::error!(error = %e, "retention purge failed"),
+                        Err(e) => {
+                            if let Some(repeated) = quiet::check("purge", &e.to_string()) {
+                                tracing::error!(error = %e, repeated, "retention purge failed")
+                            }
+                        }
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(60)) => {}
@@ -184,13 +189,17 @@ impl<S: Store> Engine<S> {
     async fn resync(&self, sweep: bool) -> bool {
         // Pauses first (another node may have paused or resumed one).
         if let Err(e) = self.load_pauses().await {
-            tracing::error!(error = %e, "cannot read the paused destinations");
+            if let Some(repeated) = quiet::check("pauses", &e.to_string()) {
+                tracing::error!(error = %e, repeated, "cannot read the paused destinations");
+            }
             return false;
         }
         let due = match self.inner.store.due_by_destination().await {
             Ok(due) => due,
             Err(e) => {
-                tracing::error!(error = %e, "cannot read the destinations' due times");
+                if let Some(repeated) = quiet::check("resync", &e.to_string()) {
+                    tracing::error!(error = %e, repeated, "cannot read the destinations' due times");
+                }
                 return false;
             }
         };
@@ -342,7 +351,9 @@ impl<S: Store> Engine<S> {
         let claimed = match self.claim(now, want.clone()).await {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!(error = %e, "cannot claim due messages");
+                if let Some(repeated) = quiet::check("claim", &e.to_string()) {
+                    tracing::error!(error = %e, repeated, "cannot claim due messages");
+                }
                 // Asked again once the store may have recovered.
                 let later = now + inner.config.idle_poll.as_millis() as i64;
                 for (d, _, _) in &ready {
@@ -377,7 +388,9 @@ impl<S: Store> Engine<S> {
                     }
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot read when messages are due next");
+                    if let Some(repeated) = quiet::check("due_after", &e.to_string()) {
+                        tracing::error!(error = %e, repeated, "cannot read when messages are due next");
+                    }
                     let later = now + inner.config.idle_poll.as_millis() as i64;
                     for name in &emptied {
                         self.note_due_of(name, later);
@@ -524,7 +537,9 @@ impl<S: Store> Engine<S> {
                 let claimed = match self.claim(now, vec![(name.clone(), batch)]).await {
                     Ok(c) => c,
                     Err(e) => {
-                        tracing::error!(error = %e, destination = %name, "cannot claim messages of an unknown destination");
+                        if let Some(repeated) = quiet::check("claim_unknown", &e.to_string()) {
+                            tracing::error!(error = %e, destination = %name, repeated, "cannot claim messages of an unknown destination");
+                        }
                         break;
                     }
                 };

@@ -18,6 +18,7 @@ use crate::destination::DestinationRuntime;
 use crate::engine::Engine;
 use crate::outcome::{decide, observe, Before, Decided};
 use crate::probe;
+use crate::quiet;
 use crate::request::build_request_with;
 
 impl<S: Store> Engine<S> {
@@ -285,7 +286,9 @@ impl<S: Store> Engine<S> {
                 tracing::warn!(message_id = %message.id, "the lease expired before the attempt was recorded; another attempt will follow")
             }
             Err(e) => {
-                tracing::error!(message_id = %message.id, error = %e, "cannot record the attempt; it will be retried when the lease expires")
+                if let Some(repeated) = quiet::check("record", &e.to_string()) {
+                    tracing::error!(message_id = %message.id, error = %e, repeated, "cannot record the attempt; it will be retried when the lease expires")
+                }
             }
         }
     }
@@ -349,7 +352,9 @@ impl<S: Store> Engine<S> {
             .record(message.id.clone(), lease, record, next, now)
             .await
         {
-            tracing::error!(message_id = %message.id, error = %e, "cannot record the attempt");
+            if let Some(repeated) = quiet::check("record", &e.to_string()) {
+                tracing::error!(message_id = %message.id, error = %e, repeated, "cannot record the attempt");
+            }
             // Pending as it was: due at once (or when its lease ends).
             self.note_due_of(&message.destination, self.now_ms());
         }

@@ -70,7 +70,9 @@ impl Problem {
 
 impl From<redrive_store::StoreError> for Problem {
     fn from(e: redrive_store::StoreError) -> Self {
-        tracing::error!(error = %e, "store error");
+        if let Some(repeated) = redrive_engine::quiet::check("api_store", &e.to_string()) {
+            tracing::error!(error = %e, repeated, "store error");
+        }
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store-unavailable",

@@ -252,7 +252,9 @@ async fn logout<S: Store>(
 }
 
 fn store_error(e: redrive_store::StoreError) -> Response {
-    tracing::error!(error = %e, "store error in the dashboard");
+    if let Some(repeated) = redrive_engine::quiet::check("dashboard_store", &e.to_string()) {
+        tracing::error!(error = %e, repeated, "store error in the dashboard");
+    }
     (
         StatusCode::SERVICE_UNAVAILABLE,
         Html(page(

@@ -30,6 +30,16 @@ async fn audit(
     Ok(())
 }
 
+/// Tells every node, on commit, that the pauses changed: a payload that
+/// names no destination makes each read the store again (pauses first), so
+/// a pause holds on every node at once, not at its next periodic resync.
+async fn announce(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute(super::notify::NOTIFY, &[&super::notify::CHANNEL, &"pauses"])
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
 /// Locks message `id` and says why it cannot change unless it is parked.
 async fn unless_parked<T>(
     tx: &Transaction<'_>,
@@ -267,6 +277,7 @@ impl People for PostgresStore {
             .map_err(db)?
             == 1;
         if added {
+            announce(&tx).await?;
             let detail = json!({ "note": pause.note });
             audit(
                 &tx,
@@ -296,6 +307,7 @@ impl People for PostgresStore {
             .map_err(db)?
             == 1;
         if removed {
+            announce(&tx).await?;
             audit(&tx, now, &actor, "resume", &destination, &json!({})).await?;
         }
         tx.commit().await.map_err(db)?;
