@@ -168,9 +168,10 @@ impl<S: Store> Engine<S> {
         })
     }
 
-    /// Reads the paused destinations from the store (at start, and with
-    /// every resync: another node may have paused or resumed one).
-    pub(crate) async fn load_pauses(&self) -> Result<(), StoreError> {
+    /// Reads the paused destinations from the store: before the server
+    /// answers its first request (so a restart shows a pause at once), and
+    /// with every resync (another node may have paused or resumed one).
+    pub async fn load_pauses(&self) -> Result<(), StoreError> {
         let pauses = self.inner.store.pauses().await?;
         for d in &self.inner.by_index {
             let pause = pauses

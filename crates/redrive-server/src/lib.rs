@@ -126,6 +126,11 @@ pub async fn serve<S: Store>(
         engine_config,
         Arc::new(SystemClock),
     );
+    // Pauses before the first request: a destination paused before a
+    // restart shows so at once (the scheduler reads them again as it starts).
+    if let Err(e) = engine.load_pauses().await {
+        tracing::warn!(error = %e, "cannot read the paused destinations yet; the scheduler will");
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| ServeError::Bind(config.listen, e))?;
