@@ -108,7 +108,8 @@ pub(crate) fn decide(
         Ok(r) => (
             Some(r.status),
             None,
-            redact::excerpt(&r.body, excerpt_limit, secrets),
+            redact::excerpt(&r.body, excerpt_limit, secrets)
+                .map(|e| before.token.map_or(e.clone(), |t| redact::fragments(&e, t))),
             Some(rule),
         ),
         Err(e) => (

@@ -38,6 +38,61 @@ pub fn excerpt(body: &[u8], limit: usize, secrets: &[String]) -> Option<String> 
     Some(text)
 }
 
+/// The shortest piece of a token that counts as a piece of it.
+const FRAGMENT: usize = 8;
+
+/// `text` with every run of at least eight characters that begins or ends
+/// `token` replaced by `[redacted]`: receivers echo parts of a rejected token
+/// (seed 001: "Invalid access token: eyJhbGciOiJSUzIi.......3gZthv7Y"), and
+/// a piece of a token is still a secret. Tokens shorter than twice the piece
+/// are left to the whole-value redaction.
+pub fn fragments(text: &str, token: &str) -> String {
+    let (t, x) = (token.as_bytes(), text.as_bytes());
+    if t.len() < 2 * FRAGMENT || !token.is_ascii() {
+        return text.to_owned();
+    }
+    let mut hide = vec![false; x.len()];
+    let (head, tail) = (&t[..FRAGMENT], &t[t.len() - FRAGMENT..]);
+    for i in 0..x.len().saturating_sub(FRAGMENT - 1) {
+        if &x[i..i + FRAGMENT] == head {
+            let run = x[i..].iter().zip(t).take_while(|(a, b)| a == b).count();
+            hide[i..i + run].iter_mut().for_each(|h| *h = true);
+        }
+        if &x[i..i + FRAGMENT] == tail {
+            let end = i + FRAGMENT;
+            let run = x[..end]
+                .iter()
+                .rev()
+                .zip(t.iter().rev())
+                .take_while(|(a, b)| a == b)
+                .count();
+            hide[end - run..end].iter_mut().for_each(|h| *h = true);
+        }
+    }
+    if !hide.contains(&true) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < x.len() {
+        if hide[i] {
+            out.push_str("[redacted]");
+            while i < x.len() && hide[i] {
+                i += 1;
+            }
+        } else {
+            // Runs of text not hidden: hidden runs start and end on ASCII
+            // bytes, so these are whole characters.
+            let start = i;
+            while i < x.len() && !hide[i] {
+                i += 1;
+            }
+            out.push_str(&text[start..i]);
+        }
+    }
+    out
+}
+
 /// The values of members whose names say they hold secrets, replaced by
 /// `[redacted]` (a person's view of a body).
 pub fn redact_json(v: &mut Value) {
@@ -108,6 +163,33 @@ pub fn restore_redacted(edited: &mut Value, stored: &Value) {
 #[cfg(test)]
 mod restore_tests {
     use super::*;
+
+    #[test]
+    fn pieces_of_a_token_are_redacted_too() {
+        let token = "eyJhbGciOiJSUzIiLCJ0eXAiOiJKV1QifQ.payload.3gZthv7Y";
+        // Seed 001's body: the token's start and end around dots.
+        let echoed = format!(
+            r#"{{"error":"invalid_token","error_description":"Invalid access token: {}.......{}"}}"#,
+            &token[..16],
+            &token[token.len() - 8..]
+        );
+        let out = fragments(&echoed, token);
+        // (The dot before the token's last eight is the token's too.)
+        assert_eq!(
+            out,
+            r#"{"error":"invalid_token","error_description":"Invalid access token: [redacted]......[redacted]"}"#
+        );
+        assert_eq!(
+            fragments("naïve eyJhbGci… text", token),
+            "naïve [redacted]… text"
+        );
+        assert_eq!(
+            fragments("eyJhbGc is seven", token),
+            "eyJhbGc is seven",
+            "fewer than 8: kept"
+        );
+        assert_eq!(fragments("short tokens", "abc"), "short tokens");
+    }
 
     #[test]
     fn an_edited_view_keeps_the_secrets_it_left_redacted() {

@@ -210,6 +210,11 @@ async fn ten_thousand_messages_with_tokens_that_expire_every_50_requests() {
         "the client secret is stored or logged"
     );
     assert!(!holds_a_token(&bytes), "a token is stored or logged");
+    // Not even the piece of it the receiver echoes (seed 001's body).
+    assert!(
+        !contains(&bytes, b"mock-token-"),
+        "a piece of a token is stored or logged"
+    );
     assert!(
         contains(&bytes, b"credentials_renewed"),
         "the search reads the records"
