@@ -362,6 +362,16 @@ impl Policy {
     /// allows, the decision is to renew a rejected token
     /// ([`Decision::RenewCredentials`]) or to ask whether an indeterminate
     /// request took effect ([`Decision::Probe`]) instead of parking.
+    ///
+    /// The precedence: success rules; a rejected renewable token; the
+    /// `never_retry` rules; the `retry_on` rules (none matched: park
+    /// `not_retryable`, or `indeterminate` if the outcome may have been
+    /// applied to a non-idempotent request); an indeterminate outcome of a
+    /// non-idempotent request under `indeterminate = "park"` parks as
+    /// `indeterminate` (or is probed); `attempt >= max_attempts` parks as
+    /// `exhausted`; the delay is `Retry-After` (if honoured, clamped to its
+    /// cap) else the schedule's; a retry landing past the deadline parks as
+    /// `expired`.
     pub fn decide_with<'p, 'a, R: RngCore + ?Sized>(
         &'p self,
         req: &RequestFacts<'_>,
