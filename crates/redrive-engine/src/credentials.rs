@@ -119,8 +119,6 @@ struct State {
 
 struct Token {
     header: HeaderValue,
-    /// The bare token, for redaction.
-    secret: String,
     generation: u64,
     renew_at: i64,
     expires_at: i64,
@@ -167,19 +165,9 @@ impl TokenSource {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// `oauth2`, for listings.
-    pub fn kind(&self) -> &'static str {
-        "oauth2"
-    }
-
     /// The client secret, for redaction.
     pub fn client_secret(&self) -> &str {
         &self.grant.client_secret
-    }
-
-    /// The current token, if any, for redaction of what a receiver echoes.
-    pub fn current_secret(&self) -> Option<String> {
-        self.state().token.as_ref().map(|t| t.secret.clone())
     }
 
     /// The health now.
@@ -261,7 +249,6 @@ impl TokenSource {
                 let generation = s.generation;
                 s.token = Some(Token {
                     header: header.clone(),
-                    secret,
                     generation,
                     renew_at: at.saturating_add(life / 10 * 9),
                     expires_at: at.saturating_add(life),

@@ -95,21 +95,16 @@ pub(crate) fn decide(
         Decision::RenewCredentials => (Some(NextState::Again { at: done }), Some(0)),
         Decision::Probe => (None, None),
     };
-    let mut secrets_with_token;
-    let secrets: &[String] = match before.token {
-        Some(t) => {
-            secrets_with_token = dest.secrets.clone();
-            secrets_with_token.push(t.to_owned());
-            &secrets_with_token
-        }
-        None => &dest.secrets,
-    };
     let (status, transport, excerpt, detail) = match &attempted.result {
         Ok(r) => (
             Some(r.status),
             None,
-            redact::excerpt(&r.body, excerpt_limit, secrets)
-                .map(|e| before.token.map_or(e.clone(), |t| redact::fragments(&e, t))),
+            // The destination's static secrets, then the attempt's token
+            // whole and in the pieces a receiver echoes.
+            redact::excerpt(&r.body, excerpt_limit, &dest.secrets).map(|e| match before.token {
+                Some(t) => redact::fragments(&e.replace(t, "[redacted]"), t),
+                None => e,
+            }),
             Some(rule),
         ),
         Err(e) => (
