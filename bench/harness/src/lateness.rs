@@ -106,6 +106,7 @@ pub async fn probe<S: Store>(
             request_hash: "h".into(),
             marked_idempotent: false,
             created_at: due,
+            source: None,
         };
         engine.enqueue(vec![m]).await?;
         ids.push((id, due));

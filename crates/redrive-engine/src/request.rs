@@ -33,14 +33,17 @@ pub(crate) fn build_request_with(
         .url_for(&m.path)
         .map_err(|e| format!("`{}{}` is not a URL: {e}", dest.url, m.path))?;
     let mut headers = HeaderMap::new();
+    // Appended, not inserted: a request received on an inbound source may
+    // repeat a header, and is sent on as it came. A value may hold UTF-8
+    // beyond ASCII (obs-text), as it was received.
     for (k, v) in &m.headers {
         let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
+            HeaderValue::from_bytes(v.as_bytes()),
         ) else {
             return Err(format!("header `{k}` is not valid"));
         };
-        headers.insert(name, value);
+        headers.append(name, value);
     }
     for (name, value) in &dest.headers {
         headers.insert(name.clone(), value.clone());

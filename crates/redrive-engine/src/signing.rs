@@ -3,6 +3,13 @@
 //! fresh. <https://www.standardwebhooks.com/>: the signed content is
 //! `{id}.{timestamp}.{body}`, HMAC-SHA256 with the secret's bytes (the base64
 //! after `whsec_`), sent as `v1,{base64}`.
+//!
+//! The same secret verifies what a platform sends to an inbound source
+//! ([`SigningSecret::verify`]): one module for both directions, so the signed
+//! content cannot differ between them. No crate: the `standardwebhooks` crate
+//! would bring a second HMAC implementation, an older `base64` and `time` for
+//! the twenty lines below, and the tests check both directions against the
+//! specification's vector and the Python reference package.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -37,6 +44,16 @@ impl SigningSecret {
     /// Reads `whsec_<base64>`.
     pub fn parse(text: &str) -> Result<Self, SecretError> {
         let b64 = text.strip_prefix("whsec_").ok_or(SecretError::Prefix)?;
+        Self::from_base64(b64)
+    }
+
+    /// Reads a secret given as `whsec_<base64>` or as bare base64 (the
+    /// reference libraries take both).
+    pub fn parse_lenient(text: &str) -> Result<Self, SecretError> {
+        Self::from_base64(text.strip_prefix("whsec_").unwrap_or(text))
+    }
+
+    fn from_base64(b64: &str) -> Result<Self, SecretError> {
         let bytes = STANDARD.decode(b64).map_err(|_| SecretError::Base64)?;
         if bytes.len() < 24 {
             return Err(SecretError::TooShort);
@@ -46,16 +63,41 @@ impl SigningSecret {
 
     /// The `webhook-signature` value for this id, timestamp (Unix seconds) and body.
     pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
-        // HMAC accepts keys of any length; new_from_slice cannot fail for it.
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.0) else {
-            return String::new();
+        match self.mac(id, &timestamp.to_string(), body) {
+            Some(mac) => format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())),
+            None => String::new(),
+        }
+    }
+
+    /// Whether `signatures` (a `webhook-signature` header: space-separated
+    /// `v1,{base64}` entries, one per secret the sender holds) has one made
+    /// with this secret over `id`, `timestamp` (the header's text, as signed)
+    /// and `body`. Each comparison takes constant time. Entries of another
+    /// version (`v1a,` is asymmetric) are skipped, as the specification asks.
+    pub fn verify(&self, id: &str, timestamp: &str, body: &[u8], signatures: &str) -> bool {
+        let Some(mac) = self.mac(id, timestamp, body) else {
+            return false;
         };
+        signatures.split(' ').any(|entry| {
+            let Some(b64) = entry.strip_prefix("v1,") else {
+                return false;
+            };
+            match STANDARD.decode(b64) {
+                Ok(given) => mac.clone().verify_slice(&given).is_ok(),
+                Err(_) => false,
+            }
+        })
+    }
+
+    fn mac(&self, id: &str, timestamp: &str, body: &[u8]) -> Option<Hmac<Sha256>> {
+        // HMAC accepts keys of any length; new_from_slice cannot fail for it.
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).ok()?;
         mac.update(id.as_bytes());
         mac.update(b".");
-        mac.update(timestamp.to_string().as_bytes());
+        mac.update(timestamp.as_bytes());
         mac.update(b".");
         mac.update(body);
-        format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+        Some(mac)
     }
 }
 
@@ -73,6 +115,31 @@ mod tests {
             br#"{"test": 2432232314}"#,
         );
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn verifies_the_standard_webhooks_test_vector_and_nothing_else() {
+        let secret = SigningSecret::parse_lenient("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let (id, ts, body) = (
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "1614265330",
+            br#"{"test": 2432232314}"#.as_slice(),
+        );
+        let good = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+        assert!(secret.verify(id, ts, body, good));
+        // One of several entries (a sender rotating its secret).
+        assert!(secret.verify(id, ts, body, &format!("v1,bm9wZQ== v1a,xyz {good}")));
+        assert!(!secret.verify(id, ts, b"{\"test\": 2432232315}", good));
+        assert!(!secret.verify(id, "1614265331", body, good));
+        assert!(!secret.verify("msg_other", ts, body, good));
+        assert!(!secret.verify(
+            id,
+            ts,
+            body,
+            "v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        ));
+        assert!(!secret.verify(id, ts, body, "v1,not base64!"));
+        assert!(!secret.verify(id, ts, body, ""));
     }
 
     #[test]

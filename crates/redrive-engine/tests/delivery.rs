@@ -146,6 +146,7 @@ impl Rig {
             request_hash: format!("h-{id}"),
             marked_idempotent: false,
             created_at: self.clock.now_ms(),
+            source: None,
         };
         let r = self.store.enqueue(vec![m]).await.expect("enqueue");
         assert!(matches!(r[0], Enqueued::Created(_)));

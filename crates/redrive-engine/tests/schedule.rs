@@ -185,6 +185,7 @@ async fn every_attempt_starts_at_its_due_time_among_1000_destinations() {
             request_hash: format!("h-{id}"),
             marked_idempotent: false,
             created_at: at,
+            source: None,
         };
         let stored = engine.enqueue(vec![m]).await.expect("enqueue");
         assert!(matches!(stored[0], Enqueued::Created(_)));
@@ -319,6 +320,7 @@ status = 200
         request_hash: "h".into(),
         marked_idempotent: false,
         created_at: at,
+        source: None,
     };
     for k in 0..10 {
         let batch = (0..300)

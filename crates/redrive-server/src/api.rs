@@ -44,6 +44,8 @@ pub struct AppState<S: Store> {
     pub ready: AtomicBool,
     /// Dashboard sessions.
     pub sessions: crate::dashboard::session::Sessions,
+    /// Inbound sources and their counts.
+    pub inbound: crate::inbound::Inbound,
 }
 
 type Shared<S> = Arc<AppState<S>>;
@@ -68,11 +70,17 @@ pub fn router<S: Store>(state: Shared<S>) -> Router {
             Arc::clone(&state),
             auth::<S>,
         ));
+    let inbound = if state.inbound.own_listener {
+        Router::new()
+    } else {
+        crate::inbound::routes::<S>()
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics::<S>))
         .merge(api)
+        .merge(inbound)
         .merge(crate::dashboard::routes::<S>())
         .fallback(|| async { Problem::not_found("no such route; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
@@ -82,6 +90,18 @@ pub fn router<S: Store>(state: Shared<S>) -> Router {
                 "Method not allowed",
                 "this route does not take that method; see /openapi.json",
             )
+        })
+        .with_state(state)
+}
+
+/// `[server] inbound_listen`'s router: `/in/*` and `/healthz`, nothing of
+/// the API.
+pub fn inbound_router<S: Store>(state: Shared<S>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(crate::inbound::routes::<S>())
+        .fallback(|| async {
+            Problem::not_found("this listener serves inbound sources (/in/*) only")
         })
         .with_state(state)
 }
@@ -320,6 +340,7 @@ async fn enqueue<S: Store>(
         request_hash,
         marked_idempotent: req.idempotent,
         created_at: now,
+        source: None,
     };
     let result = state.engine.enqueue(vec![new]).await?;
     match result.into_iter().next() {
@@ -349,6 +370,7 @@ struct ListQuery {
     class: Option<String>,
     reason: Option<String>,
     since: Option<String>,
+    source: Option<String>,
     cursor: Option<String>,
     limit: Option<usize>,
 }
@@ -375,6 +397,7 @@ fn filter_from(
     class: Option<String>,
     reason: Option<String>,
     since: Option<&str>,
+    source: Option<String>,
     now: i64,
 ) -> Result<Filter, Problem> {
     let state = match state_name {
@@ -391,6 +414,7 @@ fn filter_from(
         class,
         reason,
         since: since.map(|s| parse_since(s, now)).transpose()?,
+        source,
     })
 }
 
@@ -409,6 +433,7 @@ async fn list<S: Store>(
         q.class,
         q.reason,
         q.since.as_deref(),
+        q.source,
         state.engine.now_ms(),
     )?;
     // An empty cursor is no cursor: the first page.
@@ -490,6 +515,7 @@ struct BulkRedrive {
     class: Option<String>,
     reason: Option<String>,
     since: Option<String>,
+    source: Option<String>,
     limit: Option<usize>,
 }
 
@@ -510,6 +536,7 @@ async fn redrive_bulk<S: Store>(
         req.class,
         req.reason,
         req.since.as_deref(),
+        req.source,
         now,
     )?;
     let ids = state

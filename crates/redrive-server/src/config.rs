@@ -53,6 +53,10 @@ pub struct Config {
     pub statement_timeout: Duration,
     /// The file it came from, if any.
     pub source: String,
+    /// Inbound sources (`[sources.*]`).
+    pub sources: Vec<crate::inbound::Source>,
+    /// Where `/in/*` is served when not on `listen`.
+    pub inbound_listen: Option<SocketAddr>,
 }
 
 #[derive(Deserialize, Default)]
@@ -66,6 +70,8 @@ struct FileSpec {
     policies: Option<toml::Table>,
     #[serde(default)]
     alerts: AlertsSpec,
+    #[serde(default)]
+    sources: BTreeMap<String, crate::inbound::source::SourceSpec>,
 }
 
 #[derive(Deserialize, Default)]
@@ -79,6 +85,7 @@ struct ServerSpec {
     node_id: Option<String>,
     pool_size: Option<usize>,
     statement_timeout: Option<DurationText>,
+    inbound_listen: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -277,6 +284,20 @@ impl Config {
                 "must be above 0s".to_owned(),
             ));
         }
+        let names: Vec<&str> = destinations.iter().map(|d| d.name.as_str()).collect();
+        let sources = crate::inbound::source::sources(&spec.sources, &names)
+            .map_err(|(key, msg)| err(&key, msg))?;
+        let inbound_listen = match &spec.server.inbound_listen {
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                err(
+                    "server.inbound_listen",
+                    format!(
+                        "`{text}` is not an address; write HOST:PORT, for example 0.0.0.0:7879"
+                    ),
+                )
+            })?),
+            None => None,
+        };
         Ok(Config {
             listen,
             database,
@@ -289,6 +310,8 @@ impl Config {
             pool_size,
             statement_timeout,
             source: name.to_owned(),
+            sources,
+            inbound_listen,
         })
     }
 }

@@ -18,6 +18,7 @@ pub mod api;
 pub mod config;
 pub mod credentials;
 pub mod dashboard;
+pub mod inbound;
 pub mod problem;
 pub mod roles;
 pub mod views;
@@ -93,13 +94,32 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// Where a server listens, once bound (port 0 picks one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listening {
+    /// The API, the dashboard and, without `inbound_listen`, `/in/*`.
+    pub api: SocketAddr,
+    /// `[server] inbound_listen`: `/in/*` and `/healthz` only.
+    pub inbound: Option<SocketAddr>,
+}
+
 /// Runs the API and the engine on `store` until `shutdown` resolves.
-/// `on_listen` is told the bound address (port 0 picks one).
+/// `on_listen` is told the API's bound address (port 0 picks one).
 pub async fn serve<S: Store>(
     config: Config,
     store: S,
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_listen: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    serve_with(config, store, shutdown, |l: Listening| on_listen(l.api)).await
+}
+
+/// [`serve`], telling `on_listen` every bound address.
+pub async fn serve_with<S: Store>(
+    config: Config,
+    store: S,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_listen: impl FnOnce(Listening),
 ) -> Result<(), ServeError> {
     if config.api_tokens.is_empty() {
         if !config.listen.ip().is_loopback() {
@@ -135,8 +155,23 @@ pub async fn serve<S: Store>(
         .await
         .map_err(|e| ServeError::Bind(config.listen, e))?;
     let addr = listener.local_addr()?;
-    on_listen(addr);
-    tracing::info!(%addr, source = %config.source, destinations = config.destinations.len(), "redrive serving");
+    let inbound_listener = match config.inbound_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| ServeError::Bind(at, e))?,
+        ),
+        None => None,
+    };
+    let inbound_addr = inbound_listener
+        .as_ref()
+        .map(tokio::net::TcpListener::local_addr)
+        .transpose()?;
+    on_listen(Listening {
+        api: addr,
+        inbound: inbound_addr,
+    });
+    tracing::info!(%addr, inbound = ?inbound_addr, source = %config.source, destinations = config.destinations.len(), sources = config.sources.len(), "redrive serving");
 
     let state = Arc::new(api::AppState {
         engine: engine.clone(),
@@ -145,6 +180,7 @@ pub async fn serve<S: Store>(
         metrics,
         ready: AtomicBool::new(true),
         sessions: dashboard::session::Sessions::default(),
+        inbound: inbound::Inbound::new(config.sources.clone(), inbound_addr.is_some()),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let engine_task = {
@@ -155,9 +191,21 @@ pub async fn serve<S: Store>(
     let gauges = tokio::spawn(update_gauges(engine.clone(), stop_rx.clone()));
     let app = api::router(Arc::clone(&state));
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (inbound_stop_tx, mut inbound_stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = http_stop_tx.send(());
+        let _ = inbound_stop_tx.send(true);
+    });
+    let inbound_task = inbound_listener.map(|listener| {
+        let app = api::inbound_router(Arc::clone(&state));
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = inbound_stop_rx.changed().await;
+                })
+                .await
+        })
     });
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -165,6 +213,11 @@ pub async fn serve<S: Store>(
         })
         .await;
     state.ready.store(false, Ordering::SeqCst);
+    if let Some(task) = inbound_task {
+        if let Ok(Err(e)) = task.await {
+            tracing::warn!(error = %e, "the inbound listener failed");
+        }
+    }
     tracing::info!("shutting down: finishing attempts in flight");
     let _ = stop_tx.send(true);
     let _ = engine_task.await;

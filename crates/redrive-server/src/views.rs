@@ -45,6 +45,9 @@ pub struct MessageView {
     /// How a person resolved it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolution: Option<ResolutionView>,
+    /// The inbound source it was received on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// One revision of a message's request (secret header values redacted).
@@ -148,6 +151,7 @@ impl MessageView {
                 note: r.note.clone(),
                 at: rfc3339(r.at),
             }),
+            source: m.source.clone(),
         }
     }
 

@@ -69,6 +69,8 @@ pub struct NewMessage {
     pub marked_idempotent: bool,
     /// When it was accepted.
     pub created_at: i64,
+    /// The inbound source it was received on (`[sources.NAME]`), if any.
+    pub source: Option<String>,
 }
 
 impl NewMessage {
@@ -99,6 +101,7 @@ impl NewMessage {
             updated_at: self.created_at,
             revision: 1,
             resolution: None,
+            source: self.source,
         }
     }
 }
@@ -166,6 +169,8 @@ pub struct Message {
     pub revision: u32,
     /// How a person resolved it, if one did.
     pub resolution: Option<crate::people::Resolution>,
+    /// The inbound source it was received on, if any.
+    pub source: Option<String>,
 }
 
 /// A message claimed for an attempt, under a lease.
@@ -262,6 +267,8 @@ pub struct Filter {
     pub reason: Option<String>,
     /// Only messages updated at or after this time.
     pub since: Option<i64>,
+    /// Only messages received on this inbound source.
+    pub source: Option<String>,
 }
 
 /// A page of messages in the listing's order (`ListOrder`); `next` is the

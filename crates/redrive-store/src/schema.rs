@@ -41,6 +41,14 @@ CREATE INDEX messages_parked ON messages (destination, id) WHERE state = 'parked
 CREATE INDEX messages_discarded ON messages (destination, id) WHERE state = 'discarded';
 ";
 
+/// Migration 8 on SQLite, 7 on PostgreSQL: a message received on an inbound
+/// source names it. Only such messages have an entry in its index (written
+/// once, at enqueue), which lists a source's messages by id.
+pub const SOURCES: &str = "
+ALTER TABLE messages ADD COLUMN source TEXT;
+CREATE INDEX messages_by_source ON messages (source, id) WHERE source IS NOT NULL;
+";
+
 /// Migration 7 on SQLite, 6 on PostgreSQL: what people do. A message keeps
 /// its request's revision and a person's resolution; every attempt names the
 /// revision it sent; the revisions, the paused destinations and the audit

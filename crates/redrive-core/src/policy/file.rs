@@ -89,6 +89,8 @@ struct FileSpec {
     _destinations: Option<toml::Value>,
     #[serde(default, rename = "alerts")]
     _alerts: Option<toml::Value>,
+    #[serde(default, rename = "sources")]
+    _sources: Option<toml::Value>,
 }
 
 /// One `[policies.NAME]` table: every key optional; what is absent comes from

@@ -29,6 +29,30 @@ pub(super) fn unprocessable(
     Problem::new(StatusCode::UNPROCESSABLE_ENTITY, slug, title, detail)
 }
 
+/// `path` with every byte a request target may not hold percent-encoded:
+/// bytes beyond ASCII (a path written `/ü/é?q=ä` is sent as
+/// `/%C3%BC/%C3%A9?q=%C3%A4`, RFC 3986 §2.1, in the path and the query
+/// alike) and the ASCII characters no URI may hold raw (`"<>\^`{|}`).
+/// What is already encoded (`%C3%BC`) is kept as it is.
+pub(crate) fn percent_encode_target(path: &str) -> String {
+    const RAW_NOT_ALLOWED: &[u8] = b"\"<>\\^`{|}";
+    if path
+        .bytes()
+        .all(|b| b.is_ascii() && !RAW_NOT_ALLOWED.contains(&b))
+    {
+        return path.to_owned();
+    }
+    let mut out = String::with_capacity(path.len() * 3);
+    for b in path.bytes() {
+        if b.is_ascii() && !RAW_NOT_ALLOWED.contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// A request checked as at enqueue.
 pub(crate) struct RequestParts {
     pub method: String,
@@ -38,7 +62,8 @@ pub(crate) struct RequestParts {
 }
 
 /// Checks a message's request; a JSON body gets `Content-Type:
-/// application/json` unless a content type is given.
+/// application/json` unless a content type is given, and the path is
+/// percent-encoded where it must be ([`percent_encode_target`]).
 pub(crate) fn request_parts(
     method: Option<String>,
     path: String,
@@ -69,6 +94,7 @@ pub(crate) fn request_parts(
             ),
         ));
     }
+    let path = percent_encode_target(&path);
     let mut message_headers: Vec<(String, String)> = Vec::new();
     for (k, v) in headers {
         let lower = k.to_ascii_lowercase();
@@ -123,4 +149,23 @@ pub(crate) fn request_parts(
         headers: message_headers,
         body,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_encode_target;
+
+    #[test]
+    fn bytes_beyond_ascii_are_percent_encoded_in_the_path_and_the_query() {
+        assert_eq!(percent_encode_target("/ü/é?q=ä"), "/%C3%BC/%C3%A9?q=%C3%A4");
+        assert_eq!(
+            percent_encode_target("/a%C3%BC?x={1}|\"y\""),
+            "/a%C3%BC?x=%7B1%7D%7C%22y%22"
+        );
+        assert_eq!(
+            percent_encode_target("/plain/path?a=1&b=2"),
+            "/plain/path?a=1&b=2"
+        );
+        assert_eq!(percent_encode_target("/日本"), "/%E6%97%A5%E6%9C%AC");
+    }
 }

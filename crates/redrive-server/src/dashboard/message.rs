@@ -145,11 +145,19 @@ async fn render<S: Store>(
     body.push_str("</ol></section>");
     body.push_str(&format!(
         "<section class=\"card\"><h2>Request</h2><table>\
-         <tr><th>destination</th><td>{}</td></tr><tr><th>request</th><td><code>{} {}</code></td></tr>\
+         <tr><th>destination</th><td>{}</td></tr>{}<tr><th>request</th><td><code>{} {}</code></td></tr>\
          <tr><th>idempotency key</th><td><code>{}</code></td></tr><tr><th>cycle</th><td>{} ({} attempt(s) in it, {} in all)</td></tr>\
          <tr><th>created</th><td>{}</td></tr><tr><th>next attempt</th><td>{}</td></tr></table>\
          <h2>Headers</h2><pre>{}</pre><h2>Body</h2><pre>{}</pre></section>",
         esc(&m.destination),
+        m.source
+            .as_deref()
+            .map(|s| format!(
+                "<tr><th>received on</th><td>source <a href=\"/parked?source={}\">{}</a></td></tr>",
+                q(s),
+                esc(s)
+            ))
+            .unwrap_or_default(),
         esc(&m.method),
         esc(&m.path),
         esc(&m.idempotency_key),

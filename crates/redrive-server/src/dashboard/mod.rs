@@ -273,6 +273,7 @@ struct InboxQuery {
     class: Option<String>,
     reason: Option<String>,
     since: Option<String>,
+    source: Option<String>,
     cursor: Option<String>,
     done: Option<String>,
 }
@@ -317,6 +318,7 @@ async fn inbox<S: Store>(
         non_empty(&qy.reason),
         non_empty(&qy.since),
     );
+    let source = non_empty(&qy.source);
     let mut error = String::new();
     let since_at = match &since {
         Some(s) => match since_ms(s, now) {
@@ -337,6 +339,7 @@ async fn inbox<S: Store>(
         class: class.clone(),
         reason: reason.clone(),
         since: since_at,
+        source: source.clone(),
     };
     // Parked messages are listed by id: any id resumes the listing.
     let cursor = non_empty(&qy.cursor).and_then(|c| Cursor::parse(&c, ListOrder::of(&filter)).ok());
@@ -363,12 +366,27 @@ async fn inbox<S: Store>(
     let classes: Vec<String> = CLASSES.iter().map(|s| (*s).to_owned()).collect();
     let reasons: Vec<String> = REASONS.iter().map(|s| (*s).to_owned()).collect();
     let filter_query = format!(
-        "destination={}&class={}&reason={}&since={}",
+        "destination={}&class={}&reason={}&since={}&source={}",
         q(destination.as_deref().unwrap_or("")),
         q(class.as_deref().unwrap_or("")),
         q(reason.as_deref().unwrap_or("")),
-        q(since.as_deref().unwrap_or(""))
+        q(since.as_deref().unwrap_or("")),
+        q(source.as_deref().unwrap_or(""))
     );
+    let sources: Vec<String> = state
+        .inbound
+        .sources()
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let source_field = if sources.is_empty() && source.is_none() {
+        String::new()
+    } else {
+        format!(
+            "<label>received on {}</label>",
+            select("source", &sources, source.as_deref())
+        )
+    };
     let mut body = String::from("<h1>Parked messages</h1>");
     if let Some(done) = &qy.done {
         body.push_str(&format!("<div class=\"flash\">{}</div>", esc(done)));
@@ -377,7 +395,7 @@ async fn inbox<S: Store>(
     body.push_str(&format!(
         "<form class=\"filters\" method=\"get\" action=\"/parked\">\
          <label>destination {}</label><label>error class {}</label><label>park reason {}</label>\
-         <label>changed within <input name=\"since\" placeholder=\"24h\" size=\"6\" value=\"{}\"></label>\
+         <label>changed within <input name=\"since\" placeholder=\"24h\" size=\"6\" value=\"{}\"></label>{source_field}\
          <button class=\"quiet\" type=\"submit\">Filter</button><a href=\"/parked\">clear</a></form>",
         destination_field,
         select("class", &classes, class.as_deref()),
@@ -390,11 +408,13 @@ async fn inbox<S: Store>(
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <input type=\"hidden\" name=\"destination\" value=\"{}\"><input type=\"hidden\" name=\"class\" value=\"{}\">\
          <input type=\"hidden\" name=\"reason\" value=\"{}\"><input type=\"hidden\" name=\"since\" value=\"{}\">\
+         <input type=\"hidden\" name=\"source\" value=\"{}\">\
          <button id=\"redrive-all\" type=\"submit\">Redrive every message matching the filter</button></form>",
         esc(destination.as_deref().unwrap_or("")),
         esc(class.as_deref().unwrap_or("")),
         esc(reason.as_deref().unwrap_or("")),
-        esc(since.as_deref().unwrap_or(""))
+        esc(since.as_deref().unwrap_or("")),
+        esc(source.as_deref().unwrap_or(""))
     ));
     if page_result.messages.is_empty() {
         body.push_str("<section class=\"card\"><p>No parked message matches. Nothing waits for a person.</p></section>");
@@ -410,9 +430,13 @@ async fn inbox<S: Store>(
         for m in &page_result.messages {
             body.push_str(&format!(
                 "<tr><td><input type=\"checkbox\" name=\"ids\" value=\"{id}\" aria-label=\"select {id}\"></td>\
-                 <td><a href=\"/messages/{id}\">{id}</a></td><td>{}</td><td><code>{} {}</code></td>\
+                 <td><a href=\"/messages/{id}\">{id}</a></td><td>{}{}</td><td><code>{} {}</code></td>\
                  <td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
                 esc(&m.destination),
+                m.source
+                    .as_deref()
+                    .map(|s| format!(" <span class=\"muted\">from source {}</span>", esc(s)))
+                    .unwrap_or_default(),
                 esc(&m.method),
                 esc(&m.path),
                 esc(m.last_class.as_deref().unwrap_or("")),
@@ -476,6 +500,9 @@ async fn redrive_filter<S: Store>(
         class: first(&f, "class").map(str::to_owned),
         reason: first(&f, "reason").map(str::to_owned),
         since: first(&f, "since").and_then(|s| since_ms(s, now)),
+        source: first(&f, "source")
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
     };
     // In slices of 1,000, stopping at a short slice or at 100,000. A message
     // that parks again while this runs may be picked up by a later slice

@@ -120,5 +120,36 @@ pub(super) async fn overview<S: Store>(
         ));
     }
     body.push_str("</table></section>");
+    body.push_str(&inbound_card(&state.inbound));
     respond(page("Overview", "/", Some(&session), &body), cookie)
+}
+
+/// What each inbound source received since this process started (the
+/// counters of `redrive_inbound_*_total`), with a link to its parked
+/// messages. Nothing when no source is configured.
+fn inbound_card(inbound: &crate::inbound::Inbound) -> String {
+    let counts = inbound.counts();
+    if counts.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<section class=\"card\" id=\"inbound\"><h2>Inbound sources, since this process started</h2>\
+         <table><tr><th>source</th><th>path</th><th>delivered to</th><th class=\"num\">accepted</th>\
+         <th class=\"num\">sent again (deduplicated)</th><th class=\"num\">refused</th><th></th></tr>",
+    );
+    for (c, s) in counts.iter().zip(inbound.sources()) {
+        out.push_str(&format!(
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td><a href=\"/parked?source={}\">parked</a></td></tr>",
+            esc(&c.name),
+            esc(&s.path),
+            esc(&c.destination),
+            c.accepted,
+            c.deduped,
+            c.refused,
+            q(&c.name)
+        ));
+    }
+    out.push_str("</table></section>");
+    out
 }

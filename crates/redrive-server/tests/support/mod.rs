@@ -197,3 +197,32 @@ pub fn is_problem(headers: &http::HeaderMap, body: &Value, status: u16) {
         );
     }
 }
+
+/// Runs `script` with `python3 -c` and `args`, for tests whose other side
+/// is a reference library (the `standardwebhooks` package). A script prints
+/// `MISSING` when its import fails: then `None`, a skip said out loud, and a
+/// failure under CI (which installs the package).
+pub fn python_reference(script: &str, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output();
+    let text = match out {
+        Ok(o) => format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => format!("MISSING python3: {e}"),
+    };
+    if text.contains("MISSING") {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must install the standardwebhooks package: {text}"
+        );
+        eprintln!("SKIPPED: the Python standardwebhooks package is not installed (pip install standardwebhooks)");
+        return None;
+    }
+    Some(text)
+}

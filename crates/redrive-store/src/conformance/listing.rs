@@ -257,3 +257,63 @@ pub async fn list_each_state_in_its_order<S: Store>(s: S) {
         .collect::<Vec<_>>();
     assert_eq!(left, ids(&["0", "1", "2", "3", "4", "5"]));
 }
+
+/// A message received on an inbound source keeps its source (an enqueue
+/// answer, a read, a duplicate), and listings filter by it.
+pub async fn a_source_is_kept_and_listed<S: Store>(s: S) {
+    let received = |id: &str, key: &str, source: Option<&str>| NewMessage {
+        source: source.map(str::to_owned),
+        ..new_message(id, "crm", key, 1)
+    };
+    for (id, source) in [
+        ("01A", Some("privo")),
+        ("01B", None),
+        ("01C", Some("synchive")),
+        ("01D", Some("privo")),
+    ] {
+        let stored = s
+            .enqueue(vec![received(id, &format!("k-{id}"), source)])
+            .await
+            .expect("enqueue");
+        match &stored[0] {
+            Enqueued::Created(m) => assert_eq!(m.source.as_deref(), source),
+            other => panic!("{other:?}"),
+        }
+    }
+    let (m, _) = s.get("01A".into()).await.expect("get").expect("stored");
+    assert_eq!(m.source.as_deref(), Some("privo"));
+    let (m, _) = s.get("01B".into()).await.expect("get").expect("stored");
+    assert_eq!(m.source, None);
+    match &s
+        .enqueue(vec![received("01E", "k-01A", Some("privo"))])
+        .await
+        .expect("again")[0]
+    {
+        Enqueued::Duplicate(m) => {
+            assert_eq!((m.id.as_str(), m.source.as_deref()), ("01A", Some("privo")))
+        }
+        other => panic!("{other:?}"),
+    }
+    let of = |source: &str, state: Option<MessageState>| Filter {
+        source: Some(source.to_owned()),
+        state,
+        ..Filter::default()
+    };
+    let ids = |p: crate::model::Page| p.messages.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.list(of("privo", None), None, 10).await.expect("list")),
+        ["01A", "01D"]
+    );
+    assert_eq!(
+        ids(s
+            .list(of("privo", Some(MessageState::Pending)), None, 10)
+            .await
+            .expect("list")),
+        ["01A", "01D"]
+    );
+    assert_eq!(
+        ids(s.list(of("synchive", None), None, 10).await.expect("list")),
+        ["01C"]
+    );
+    assert!(ids(s.list(of("nope", None), None, 10).await.expect("list")).is_empty());
+}

@@ -29,6 +29,7 @@ pub fn new_message(id: &str, destination: &str, key: &str, at: i64) -> NewMessag
         request_hash: format!("hash-of-{key}"),
         marked_idempotent: false,
         created_at: at,
+        source: None,
     }
 }
 
@@ -46,6 +47,7 @@ pub fn sample_message(i: u64, destination: &str, at: i64) -> NewMessage {
         request_hash: "h".into(),
         marked_idempotent: false,
         created_at: at,
+        source: None,
     }
 }
 
@@ -501,6 +503,7 @@ macro_rules! conformance_tests {
             pauses_are_stored_and_audited,
             every_action_is_audited_once_with_its_actor,
             list_pages_and_filters,
+            a_source_is_kept_and_listed,
             list_a_state_across_destinations,
             list_each_state_in_its_order,
             purge_keeps_parked_and_pending,

@@ -80,11 +80,11 @@ async fn insert_all(pool: &Pool, batch: Vec<NewMessage>) -> Result<Vec<Enqueued>
         .query(
             &format!(
                 "INSERT INTO messages (id, destination, method, path, headers, body, idempotency_key, \
-                 request_hash, marked_idempotent, state, cycle_started_at, next_attempt_at, created_at, updated_at) \
-                 SELECT id, destination, method, path, headers, body, key, hash, marked, 'pending', at, at, at, at \
+                 request_hash, marked_idempotent, state, cycle_started_at, next_attempt_at, created_at, updated_at, source) \
+                 SELECT id, destination, method, path, headers, body, key, hash, marked, 'pending', at, at, at, at, source \
                  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], \
-                             $7::text[], $8::text[], $9::bool[], $10::int8[]) \
-                   WITH ORDINALITY AS t(id, destination, method, path, headers, body, key, hash, marked, at, ord) \
+                             $7::text[], $8::text[], $9::bool[], $10::int8[], $11::text[]) \
+                   WITH ORDINALITY AS t(id, destination, method, path, headers, body, key, hash, marked, at, source, ord) \
                  ORDER BY ord \
                  ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}"
             ),
@@ -99,6 +99,7 @@ async fn insert_all(pool: &Pool, batch: Vec<NewMessage>) -> Result<Vec<Enqueued>
                 &columns.hashes,
                 &columns.marked,
                 &columns.created_at,
+                &columns.sources,
             ],
         )
         .await
@@ -174,6 +175,7 @@ struct Columns {
     hashes: Vec<String>,
     marked: Vec<bool>,
     created_at: Vec<i64>,
+    sources: Vec<Option<String>>,
 }
 
 impl Columns {
@@ -189,6 +191,7 @@ impl Columns {
         self.hashes.push(m.request_hash.clone());
         self.marked.push(m.marked_idempotent);
         self.created_at.push(m.created_at);
+        self.sources.push(m.source.clone());
         Ok(())
     }
 }

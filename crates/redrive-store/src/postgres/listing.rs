@@ -42,6 +42,9 @@ fn narrowing_sql(f: &Filter, params: &mut Vec<Param>) -> String {
     if let Some(t) = f.since {
         add("updated_at >=", Box::new(t), params);
     }
+    if let Some(s) = &f.source {
+        add("source =", Box::new(s.clone()), params);
+    }
     sql
 }
 

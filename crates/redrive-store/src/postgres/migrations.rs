@@ -59,6 +59,7 @@ CREATE INDEX attempts_by_start ON attempts (started_at);
     crate::schema::FEWER_INDEXES,
     crate::schema::LISTS_BY_STATE_ORDER,
     crate::schema::PEOPLE_POSTGRES,
+    crate::schema::SOURCES,
 ];
 
 pub(super) async fn migrate(client: &deadpool_postgres::Object) -> Result<(), StoreError> {

@@ -69,9 +69,9 @@ const EARLIEST_DUE: &str = "SELECT MIN((SELECT MIN(next_attempt_at) FROM message
 
 const COLUMNS: &str = "id, destination, method, path, headers, body, idempotency_key, request_hash, \
     marked_idempotent, state, park_reason, last_class, attempts, total_attempts, cycle, cycle_started_at, \
-    next_attempt_at, created_at, updated_at, lease IS NOT NULL, revision, resolution";
+    next_attempt_at, created_at, updated_at, lease IS NOT NULL, revision, resolution, source";
 /// How many columns `COLUMNS` names: a column selected after them is this one.
-pub(super) const COLUMN_COUNT: usize = 22;
+pub(super) const COLUMN_COUNT: usize = 23;
 
 /// How to connect.
 #[derive(Clone, Debug)]
@@ -225,6 +225,7 @@ fn message(r: &Row) -> Message {
         resolution: r
             .get::<_, Option<String>>(21)
             .and_then(|j| serde_json::from_str(&j).ok()),
+        source: r.get(22),
     }
 }
 

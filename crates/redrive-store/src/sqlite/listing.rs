@@ -38,6 +38,10 @@ pub(super) fn narrowing_sql(f: &Filter, params: &mut Vec<rusqlite::types::Value>
         sql.push_str(" AND updated_at >= ?");
         params.push(Value::Integer(t));
     }
+    if let Some(s) = &f.source {
+        sql.push_str(" AND source = ?");
+        params.push(Value::Text(s.clone()));
+    }
     sql
 }
 

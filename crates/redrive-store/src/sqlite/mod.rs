@@ -190,6 +190,7 @@ CREATE INDEX attempts_by_start ON attempts (started_at);
     crate::schema::LISTS_BY_STATE_ORDER,
     minutes::MIGRATION,
     crate::schema::PEOPLE_SQLITE,
+    crate::schema::SOURCES,
 ];
 
 /// A message's columns, in the order `message_from_row` reads them (a macro,
@@ -199,12 +200,12 @@ macro_rules! columns {
         "id, destination, method, path, headers, body, idempotency_key, request_hash, \
          marked_idempotent, state, park_reason, last_class, attempts, total_attempts, cycle, \
          cycle_started_at, next_attempt_at, created_at, updated_at, lease IS NOT NULL, revision, \
-         resolution"
+         resolution, source"
     };
 }
 const COLUMNS: &str = columns!();
 /// How many columns `COLUMNS` names: a column selected after them is this one.
-const COLUMN_COUNT: usize = 22;
+const COLUMN_COUNT: usize = 23;
 
 // After `columns!`, which it uses.
 mod claims;
@@ -236,8 +237,8 @@ pub struct SqliteStore {
 
 /// An enqueue's insert; a duplicate key inserts nothing.
 const ENQUEUE_INSERT: &str = "INSERT INTO messages (id, destination, method, path, headers, body, idempotency_key, \
-     request_hash, marked_idempotent, state, cycle_started_at, next_attempt_at, created_at, updated_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?10, ?10, ?10) \
+     request_hash, marked_idempotent, state, cycle_started_at, next_attempt_at, created_at, updated_at, source) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?10, ?10, ?10, ?11) \
      ON CONFLICT (idempotency_key) DO NOTHING";
 /// A record's update of its message (found by rowid, fenced by id and state;
 /// with `?8`, only if its `total_attempts` is still what the claim read).
@@ -605,6 +606,7 @@ fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
             ValueRef::Text(json) => serde_json::from_slice(json).ok(),
             _ => None,
         },
+        source: r.get(22)?,
     })
 }
 
@@ -693,7 +695,8 @@ impl Store for SqliteStore {
                             m.idempotency_key,
                             m.request_hash,
                             m.marked_idempotent,
-                            m.created_at
+                            m.created_at,
+                            m.source
                         ])
                     })
                     .map_err(db)?;

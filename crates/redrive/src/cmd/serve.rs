@@ -40,9 +40,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let announce = |addr: SocketAddr| {
+    let announce = |at: redrive_server::Listening| {
         // The first line of stdout is the address, for scripts and tests.
-        println!("redrive listening on http://{addr}");
+        println!("redrive listening on http://{}", at.api);
+        if let Some(inbound) = at.inbound {
+            println!("redrive inbound sources on http://{inbound}");
+        }
         let _ = std::io::stdout().flush();
     };
     runtime.block_on(async move {
@@ -56,14 +59,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
             let store = PostgresStore::connect(&config.database, &options)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            redrive_server::serve(config, store, super::signal::shutdown(), announce).await?;
+            redrive_server::serve_with(config, store, super::signal::shutdown(), announce).await?;
         } else {
             let store =
                 SqliteStore::open_url(&config.database).map_err(|e| anyhow::anyhow!("{e}"))?;
             store
                 .take_delivery_lock()
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            redrive_server::serve(config, store, super::signal::shutdown(), announce).await?;
+            redrive_server::serve_with(config, store, super::signal::shutdown(), announce).await?;
         }
         Ok::<_, anyhow::Error>(())
     })?;

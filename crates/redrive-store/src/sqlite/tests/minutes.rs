@@ -153,11 +153,12 @@ async fn an_older_database_gets_its_minutes_from_its_attempts() {
         attempt_once(&store, lease, at, "server", next).await;
     }
     drop(store);
-    // As migration 5 left it (migration 7 undone first).
+    // As migration 5 left it (migrations 8 and 7 undone first).
     connect(&path)
         .expect("open")
         .execute_batch(
-            "DROP TABLE revisions; DROP TABLE audit; DROP TABLE pauses; \
+            "DROP INDEX messages_by_source; ALTER TABLE messages DROP COLUMN source; \
+             DROP TABLE revisions; DROP TABLE audit; DROP TABLE pauses; \
              ALTER TABLE messages DROP COLUMN revision; ALTER TABLE messages DROP COLUMN resolution; \
              ALTER TABLE attempts DROP COLUMN revision; \
              DROP TABLE attempt_minutes; DROP INDEX attempts_failed; \
