@@ -46,6 +46,7 @@ pub mod profiles;
 pub mod reconcile;
 pub mod retry_after;
 pub mod schedule;
+pub mod size;
 pub mod toml_file;
 
 pub use class::ErrorClass;

@@ -22,6 +22,7 @@ pub mod probe;
 pub mod quiet;
 pub mod redact;
 mod request;
+mod retention;
 mod scheduler;
 pub mod signing;
 mod worker;

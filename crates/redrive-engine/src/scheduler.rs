@@ -60,28 +60,8 @@ impl<S: Store> Engine<S> {
         });
         let retention = inner.config.retention.map(|keep| {
             let engine = self.clone();
-            let mut stop = shutdown.clone();
-            tokio::spawn(async move {
-                loop {
-                    let before = engine.now_ms() - keep.as_millis() as i64;
-                    match engine.inner.store.purge(before).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(
-                            purged = n,
-                            "retention purged delivered and discarded messages"
-                        ),
-                        Err(e) => {
-                            if let Some(repeated) = quiet::check("purge", &e.to_string()) {
-                                tracing::error!(error = %e, repeated, "retention purge failed")
-                            }
-                        }
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-                        _ = stop.changed() => return,
-                    }
-                }
-            })
+            let stop = shutdown.clone();
+            tokio::spawn(async move { engine.retain(keep, stop).await })
         });
         // Other nodes (PostgreSQL's NOTIFY) make messages due too, and say
         // which destinations.

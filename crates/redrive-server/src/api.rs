@@ -186,6 +186,17 @@ async fn readyz<S: Store>(State(state): State<Shared<S>>) -> Response {
     if !state.ready.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
+    if let Some(disk) = state.engine.store().disk().filter(|d| d.low) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "disk: {} free (free pages in the database included), below min_free_disk {}: enqueues and inbound requests get 507 while delivery and the purge go on\n",
+                redrive_core::size::format_size(disk.free_bytes),
+                redrive_core::size::format_size(disk.min_free_bytes)
+            ),
+        )
+            .into_response();
+    }
     match state.engine.store().next_due().await {
         Ok(_) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response(),

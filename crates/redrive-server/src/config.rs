@@ -57,6 +57,9 @@ pub struct Config {
     pub sources: Vec<crate::inbound::Source>,
     /// Where `/in/*` is served when not on `listen`.
     pub inbound_listen: Option<SocketAddr>,
+    /// SQLite: below this many bytes free, enqueues are refused (`None`:
+    /// the smaller of 1 GiB and 5 % of the filesystem).
+    pub min_free_disk: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -86,6 +89,7 @@ struct ServerSpec {
     pool_size: Option<usize>,
     statement_timeout: Option<DurationText>,
     inbound_listen: Option<String>,
+    min_free_disk: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -298,6 +302,21 @@ impl Config {
             })?),
             None => None,
         };
+        let min_free_disk =
+            match &spec.server.min_free_disk {
+                None => None,
+                Some(toml::Value::Integer(n)) if *n >= 0 => Some(*n as u64),
+                Some(toml::Value::String(s)) => Some(
+                    redrive_core::size::parse_size(s)
+                        .map_err(|e| err("server.min_free_disk", e.to_string()))?,
+                ),
+                Some(other) => return Err(err(
+                    "server.min_free_disk",
+                    format!(
+                        "`{other}` is not a size; write a number of bytes or one such as \"1GiB\""
+                    ),
+                )),
+            };
         Ok(Config {
             listen,
             database,
@@ -312,6 +331,7 @@ impl Config {
             source: name.to_owned(),
             sources,
             inbound_listen,
+            min_free_disk,
         })
     }
 }

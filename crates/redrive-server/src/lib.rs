@@ -258,6 +258,10 @@ async fn update_gauges<S: Store>(engine: Engine<S>, mut stop: watch::Receiver<bo
                 .map_or(0.0, |t| ((now - t).max(0) as f64) / 1000.0);
             metrics::gauge!("redrive_oldest_due_age_seconds").set(age);
         }
+        if let Some(disk) = engine.store().disk() {
+            metrics::gauge!("redrive_disk_free_bytes").set(disk.free_bytes as f64);
+            metrics::gauge!("redrive_disk_min_free_bytes").set(disk.min_free_bytes as f64);
+        }
         for (destination, state) in engine.circuits() {
             let v = match state {
                 redrive_engine::CircuitState::Closed => 0.0,

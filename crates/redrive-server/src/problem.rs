@@ -7,6 +7,11 @@ use redrive_core::bodies::ProblemDetails;
 /// Where redrive's problem types are documented.
 pub const TYPE_BASE: &str = "https://redrive.dev/problems/";
 
+/// Seconds a sender is asked to wait while the disk is below the
+/// watermark: the measure runs twice a second and the purge at once, so
+/// room comes back within seconds once a backlog drains.
+pub const DISK_FULL_RETRY_AFTER_S: u64 = 10;
+
 /// An API error.
 #[derive(Debug, Clone)]
 pub struct Problem {
@@ -14,6 +19,8 @@ pub struct Problem {
     slug: &'static str,
     title: &'static str,
     detail: String,
+    /// Seconds for `Retry-After`, where sending again later can succeed.
+    retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -34,7 +41,25 @@ impl Problem {
             slug,
             title,
             detail: detail.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same problem, answered with `Retry-After: seconds`.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// 507: the disk is below the watermark; what was sent was not stored.
+    pub fn disk_full(detail: impl Into<String>) -> Self {
+        Problem::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "disk-full",
+            "The disk is nearly full",
+            detail,
+        )
+        .retry_after(DISK_FULL_RETRY_AFTER_S)
     }
 
     /// 400: the request cannot be read.
@@ -70,6 +95,9 @@ impl Problem {
 
 impl From<redrive_store::StoreError> for Problem {
     fn from(e: redrive_store::StoreError) -> Self {
+        if let redrive_store::StoreError::DiskFull(_) = e {
+            return Problem::disk_full(format!("{e}; nothing was stored, send it again later"));
+        }
         if let Some(repeated) = redrive_engine::quiet::check("api_store", &e.to_string()) {
             tracing::error!(error = %e, repeated, "store error");
         }
@@ -95,6 +123,10 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static(redrive_core::bodies::problem::PROBLEM_JSON),
         );
+        if let Some(s) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
         res
     }
 }

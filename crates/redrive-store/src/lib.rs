@@ -32,6 +32,7 @@ pub use people::{
     Revision,
 };
 pub use postgres::{PostgresOptions, PostgresStore};
+pub use sqlite::disk::DiskState;
 pub use sqlite::SqliteStore;
 pub use wakeups::{Notes, Wakeups};
 
@@ -47,6 +48,10 @@ pub enum StoreError {
     /// The database URL or file is not usable.
     #[error("{0}")]
     Config(String),
+    /// The disk holding the database is below the watermark: enqueues are
+    /// refused so that delivery, records and the purge have room.
+    #[error("the disk holding the database has {} free, below min_free_disk ({}): enqueues are refused until delivered messages are purged or space is freed", redrive_core::size::format_size(.0.free_bytes), redrive_core::size::format_size(.0.min_free_bytes))]
+    DiskFull(DiskState),
 }
 
 /// Every change to a message goes through these methods; each is atomic.
@@ -169,6 +174,13 @@ pub trait Store: People + Clone + Send + Sync + 'static {
     /// polling and claims from those. `None`: nothing to listen to (one
     /// process changes the store, and its engine knows what it changed).
     fn wakeups(&self) -> Option<Wakeups> {
+        None
+    }
+
+    /// The room left on the database's disk and the watermark (SQLite);
+    /// `None` where the store does not watch a disk (PostgreSQL's server
+    /// watches its own).
+    fn disk(&self) -> Option<DiskState> {
         None
     }
 }

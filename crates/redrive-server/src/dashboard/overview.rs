@@ -43,7 +43,15 @@ pub(super) async fn overview<S: Store>(
             .map(|(_, _, n)| n)
             .sum()
     };
-    let mut body = String::from("<h1>Overview</h1><div class=\"stats\">");
+    let mut body = String::from("<h1>Overview</h1>");
+    if let Some(disk) = state.engine.store().disk().filter(|d| d.low) {
+        body.push_str(&format!(
+            "<div class=\"error\" id=\"disk-low\">The disk holding the database has {} free (free pages inside it included), below <code>min_free_disk</code> ({}). New messages are refused with 507 until delivered and discarded messages are purged (early, oldest first) or space is freed; delivery goes on.</div>",
+            redrive_core::size::format_size(disk.free_bytes),
+            redrive_core::size::format_size(disk.min_free_bytes)
+        ));
+    }
+    body.push_str("<div class=\"stats\">");
     for st in states {
         let link = if st == MessageState::Parked {
             "<a href=\"/parked\">see them</a>"

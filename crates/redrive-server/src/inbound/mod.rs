@@ -223,6 +223,9 @@ async fn take<S: Store>(
         source: Some(source.name.clone()),
     };
     let stored = state.engine.enqueue(vec![message]).await.map_err(|e| {
+        if let redrive_store::StoreError::DiskFull(_) = e {
+            return Refusal::DiskFull(e.to_string());
+        }
         if let Some(repeated) = redrive_engine::quiet::check("inbound_store", &e.to_string()) {
             tracing::error!(error = %e, repeated, "inbound: the store refused a request");
         }

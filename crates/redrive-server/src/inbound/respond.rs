@@ -29,6 +29,8 @@ pub(crate) enum Refusal {
     Timeout,
     /// The store could not make it durable: send it again.
     Unavailable,
+    /// The disk is below the watermark (507): send it again later.
+    DiskFull(String),
     /// Its event id is the idempotency key of a message enqueued otherwise.
     Conflict(String),
 }
@@ -42,17 +44,24 @@ impl Refusal {
             Refusal::BadRequest(_) => "bad_request",
             Refusal::Timeout => "timeout",
             Refusal::Unavailable => "unavailable",
+            Refusal::DiskFull(_) => "disk_full",
             Refusal::Conflict(_) => "conflict",
         }
     }
 
     /// Whether sending the same request again can succeed.
     pub(crate) fn retryable(&self) -> bool {
-        matches!(self, Refusal::Timeout | Refusal::Unavailable)
+        matches!(
+            self,
+            Refusal::Timeout | Refusal::Unavailable | Refusal::DiskFull(_)
+        )
     }
 
     fn problem(&self) -> Problem {
         let (status, slug, title, detail) = match self {
+            Refusal::DiskFull(why) => {
+                return Problem::disk_full(format!("{why}; nothing was stored, send it again later"))
+            }
             Refusal::Unverified(why) => (
                 StatusCode::UNAUTHORIZED,
                 "unverified",
@@ -132,9 +141,18 @@ pub(crate) fn refused(respond: Respond, refusal: &Refusal) -> Response {
             res
         }
     };
-    if matches!(refusal, Refusal::Unavailable) {
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+    match refusal {
+        Refusal::Unavailable => {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+        }
+        Refusal::DiskFull(_) => {
+            res.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(crate::problem::DISK_FULL_RETRY_AFTER_S),
+            );
+        }
+        _ => {}
     }
     res
 }
@@ -174,6 +192,7 @@ mod tests {
             (Refusal::TooLarge(10), false, "RD413E"),
             (Refusal::BadRequest("x".into()), false, "RD400E"),
             (Refusal::Conflict("01X".into()), false, "RD409E"),
+            (Refusal::DiskFull("low".into()), true, "RD507E"),
         ];
         for (refusal, retryable, code) in cases {
             for (respond, kind) in [
@@ -193,7 +212,7 @@ mod tests {
                 assert!(!e.detail.is_empty());
                 assert_eq!(
                     headers.get(header::RETRY_AFTER).is_some(),
-                    matches!(refusal, Refusal::Unavailable)
+                    matches!(refusal, Refusal::Unavailable | Refusal::DiskFull(_))
                 );
             }
         }

@@ -112,6 +112,7 @@ use crate::model::{
     ReportRow, Stats,
 };
 use crate::{Store, StoreError};
+use disk::DiskState;
 
 use counts::{Counts, Delta};
 use leases::{lock, DeliveryLock, DueKey, DueNext, Leases};
@@ -209,6 +210,7 @@ const COLUMN_COUNT: usize = 23;
 
 // After `columns!`, which it uses.
 mod claims;
+pub mod disk;
 mod listing;
 mod people;
 use claims::{claim_due, due_after, due_by_destination, earliest_due, pending_destinations};
@@ -230,6 +232,8 @@ pub struct SqliteStore {
     delivery: Arc<DeliveryLock>,
     /// Messages per destination and state, moved by the writer's commits.
     counts: Arc<Mutex<Counts>>,
+    /// The room left on the database's disk, and the watermark.
+    disk: Arc<disk::DiskWatch>,
 }
 
 // The statements the writer runs once per message, held prepared on its
@@ -359,6 +363,7 @@ impl SqliteStore {
         let writer = writer::start(write_conn, Arc::clone(&commits), wal_sync)?;
         let reader = start_reader("sqlite-reader", connect(path)?)?;
         let claimer = start_reader("sqlite-claimer", connect(path)?)?;
+        let disk = disk::DiskWatch::start(path, connect(path)?);
         Ok(SqliteStore {
             writer,
             reader,
@@ -368,7 +373,16 @@ impl SqliteStore {
             leases: Arc::default(),
             delivery: Arc::new(DeliveryLock::new(path)),
             counts,
+            disk,
         })
+    }
+
+    /// Sets the disk watermark (`[server] min_free_disk`): below it,
+    /// enqueues are refused. `None`: the smaller of 1 GiB and 5 % of the
+    /// database's filesystem.
+    pub fn set_min_free_disk(&self, bytes: Option<u64>) {
+        self.disk
+            .set_min_free(bytes, &disk::directory_of(&self.path));
     }
 
     /// Opens the database a `sqlite://PATH` URL names.
@@ -672,7 +686,20 @@ fn destination_of(conn: &Connection, id: &str) -> Result<String, StoreError> {
 }
 
 impl Store for SqliteStore {
+    fn disk(&self) -> Option<DiskState> {
+        Some(self.disk.state())
+    }
+
     async fn enqueue(&self, batch: Vec<NewMessage>) -> Result<Vec<Enqueued>, StoreError> {
+        if self.disk.is_low() {
+            return Err(StoreError::DiskFull(self.disk.state()));
+        }
+        self.disk.spend(
+            batch
+                .iter()
+                .map(|m| (m.body.len() + m.path.len() + m.idempotency_key.len() + 256) as u64)
+                .sum(),
+        );
         let leases = Arc::clone(&self.leases);
         self.write_counted(Durability::Fsync, move |conn, delta| {
             let mut out = Vec::with_capacity(batch.len());

@@ -66,6 +66,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             store
                 .take_delivery_lock()
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.set_min_free_disk(config.min_free_disk);
             redrive_server::serve_with(config, store, super::signal::shutdown(), announce).await?;
         }
         Ok::<_, anyhow::Error>(())
