@@ -302,21 +302,22 @@ impl Config {
             })?),
             None => None,
         };
-        let min_free_disk =
-            match &spec.server.min_free_disk {
-                None => None,
-                Some(toml::Value::Integer(n)) if *n >= 0 => Some(*n as u64),
-                Some(toml::Value::String(s)) => Some(
-                    redrive_core::size::parse_size(s)
-                        .map_err(|e| err("server.min_free_disk", e.to_string()))?,
-                ),
-                Some(other) => return Err(err(
+        let min_free_disk = match &spec.server.min_free_disk {
+            None => None,
+            Some(toml::Value::Integer(n)) if *n >= 0 => Some(*n as u64),
+            Some(toml::Value::String(s)) => Some(
+                redrive_core::size::parse_size(s)
+                    .map_err(|e| err("server.min_free_disk", e.to_string()))?,
+            ),
+            Some(other) => {
+                return Err(err(
                     "server.min_free_disk",
                     format!(
                         "`{other}` is not a size; write a number of bytes or one such as \"1GiB\""
                     ),
-                )),
-            };
+                ))
+            }
+        };
         Ok(Config {
             listen,
             database,
