@@ -46,6 +46,29 @@ impl TestDatabase {
         })
     }
 
+    /// Makes the database refuse connections (and ends those it has), or
+    /// accept them again: a store that fails every call, for tests of what
+    /// an outage looks like.
+    pub async fn refuse_connections(&self, refuse: bool) {
+        let (client, connection) = tokio_postgres::connect(&self.admin_url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("admin connection: {e}"));
+        tokio::spawn(connection);
+        let name = &self.name;
+        let sql = if refuse {
+            format!(
+                "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            )
+        } else {
+            format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+        };
+        client
+            .batch_execute(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
     /// A store on this database.
     pub async fn store(&self) -> PostgresStore {
         PostgresStore::connect(&self.url, &PostgresOptions::default())
