@@ -46,6 +46,7 @@ pub mod profiles;
 pub mod reconcile;
 pub mod retry_after;
 pub mod schedule;
+pub mod since;
 pub mod size;
 pub mod toml_file;
 

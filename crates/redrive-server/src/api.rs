@@ -24,9 +24,12 @@ use crate::roles::{self, ApiToken, Caller};
 use crate::views::MessageView;
 
 mod describe;
+#[cfg(test)]
+mod openapi_check;
 mod people;
 pub(crate) mod validate;
 
+pub(crate) use people::AUDIT_ACTIONS;
 use validate::{request_parts, unprocessable, RequestParts};
 
 /// What every handler shares.
@@ -65,7 +68,7 @@ pub fn router<S: Store>(state: Shared<S>) -> Router {
         .route("/v1/audit", get(people::audit::<S>))
         .route("/v1/policies/{name}", get(describe::policy::<S>))
         .route("/v1/report", get(describe::report::<S>))
-        .route("/openapi.json", get(openapi))
+        .route("/openapi.json", get(openapi::<S>))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::<S>,
@@ -211,8 +214,30 @@ async fn metrics<S: Store>(State(state): State<Shared<S>>) -> Response {
         .into_response()
 }
 
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], crate::OPENAPI).into_response()
+/// The document as written (`openapi.json`), with what this server's
+/// configuration says: the destinations a message may name and a
+/// destination may be paused by, the policies that can be described. A
+/// client (or Schemathesis) then knows that `destination: "nope"` is refused
+/// before it sends it. Beyond 200 destinations the names stay out (the
+/// document would weigh more than it says).
+async fn openapi<S: Store>(State(state): State<Shared<S>>) -> Response {
+    let names: Vec<String> = state
+        .engine
+        .destinations()
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    let mut policies: Vec<String> = redrive_core::profiles::NAMES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    for d in state.engine.destinations() {
+        if !policies.contains(&d.policy_name) {
+            policies.push(d.policy_name.clone());
+        }
+    }
+    let body = crate::openapi_doc::with_configuration(&names, &policies);
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// A query string, or why it was refused.
@@ -253,14 +278,14 @@ async fn json_body<T: serde::de::DeserializeOwned>(body: Body, max: usize) -> Re
 #[serde(deny_unknown_fields)]
 struct EnqueueRequest {
     destination: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "validate::not_null")]
     method: Option<String>,
     path: String,
     #[serde(default)]
     headers: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "validate::present")]
     body: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "validate::not_null")]
     body_base64: Option<String>,
     #[serde(default)]
     idempotent: bool,
@@ -386,20 +411,16 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
+/// A `since` value (`redrive_core::since`: exactly the language of the
+/// pattern the OpenAPI document gives), as a time.
 pub(crate) fn parse_since(text: &str, now: i64) -> Result<i64, Problem> {
-    if let Ok(d) = redrive_core::parse_duration(text) {
-        return Ok(now - d.as_millis() as i64);
+    match redrive_core::since::parse_since(text) {
+        Some(redrive_core::since::Since::Ago(ms)) => Ok(now.saturating_sub(ms as i64)),
+        Some(redrive_core::since::Since::At(t)) => Ok(t),
+        None => Err(Problem::bad_request(format!(
+            "since `{text}` is neither a duration (24h, 1h30m: at most four parts of six digits) nor an RFC 3339 time in UTC (2026-12-06T10:00:00Z)"
+        ))),
     }
-    humantime::parse_rfc3339(text)
-        .map(|t| {
-            t.duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64)
-        })
-        .map_err(|_| {
-            Problem::bad_request(format!(
-                "since `{text}` is neither a duration (24h) nor an RFC 3339 time"
-            ))
-        })
 }
 
 fn filter_from(
@@ -527,7 +548,27 @@ struct BulkRedrive {
     reason: Option<String>,
     since: Option<String>,
     source: Option<String>,
+    #[serde(default, deserialize_with = "integral")]
     limit: Option<usize>,
+}
+
+/// A count in a JSON body: an integer, or a number with no fraction
+/// (`245.0`), as JSON Schema's `integer` allows.
+fn integral<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    use serde::de::Error;
+    match Option::<serde_json::Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(n) => n
+            .as_u64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1e15)
+                    .map(|f| f as u64)
+            })
+            .and_then(|v| usize::try_from(v).ok())
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("`{n}` is not a count"))),
+    }
 }
 
 async fn redrive_bulk<S: Store>(

@@ -19,6 +19,7 @@ pub mod config;
 pub mod credentials;
 pub mod dashboard;
 pub mod inbound;
+mod openapi_doc;
 pub mod problem;
 pub mod roles;
 pub mod views;

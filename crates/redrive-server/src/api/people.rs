@@ -45,10 +45,15 @@ fn not_parked(id: &str, state: MessageState, what: &str) -> Problem {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct EditRequest {
+    #[serde(default, deserialize_with = "super::validate::not_null")]
     method: Option<String>,
+    #[serde(default, deserialize_with = "super::validate::not_null")]
     path: Option<String>,
+    #[serde(default, deserialize_with = "super::validate::not_null")]
     headers: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "super::validate::present")]
     body: Option<Value>,
+    #[serde(default, deserialize_with = "super::validate::not_null")]
     body_base64: Option<String>,
     note: Option<String>,
 }
@@ -199,6 +204,17 @@ pub(super) async fn resume<S: Store>(
     answer(&state, &name, done)
 }
 
+/// What the audit records, as `action` (the stores write these words).
+pub(crate) const AUDIT_ACTIONS: [&str; 7] = [
+    "edit",
+    "redrive",
+    "discard",
+    "resolve",
+    "bulk_redrive",
+    "pause",
+    "resume",
+];
+
 /// `GET /v1/audit`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -220,19 +236,34 @@ pub(super) async fn audit<S: Store>(
         return Err(Problem::bad_request("limit must be between 1 and 1000"));
     }
     let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
-    let since = match non_empty(q.since) {
+    // `since` and `action` as the OpenAPI document gives them: an empty
+    // one is refused, as any other value outside their language.
+    let since = match q.since {
         Some(s) => Some(parse_since(&s, state.engine.now_ms())?),
         None => None,
     };
+    if let Some(a) = q.action.as_deref() {
+        if !AUDIT_ACTIONS.contains(&a) {
+            return Err(Problem::bad_request(format!(
+                "action `{a}` is not one of {}",
+                AUDIT_ACTIONS.join(", ")
+            )));
+        }
+    }
+    // The cursor is the last record's number (at most 18 digits, as the
+    // document's pattern says).
     let before = match non_empty(q.cursor) {
-        Some(c) => Some(c.parse::<i64>().map_err(|_| {
-            Problem::bad_request(format!("cursor `{c}` is not one this listing gave"))
-        })?),
+        Some(c) if c.len() <= 18 && c.bytes().all(|b| b.is_ascii_digit()) => c.parse::<i64>().ok(),
+        Some(c) => {
+            return Err(Problem::bad_request(format!(
+                "cursor `{c}` is not one this listing gave"
+            )))
+        }
         None => None,
     };
     let filter = AuditFilter {
         actor: non_empty(q.actor),
-        action: non_empty(q.action),
+        action: q.action,
         since,
     };
     let page = state.engine.audit(filter, before, limit).await?;

@@ -53,6 +53,32 @@ pub(crate) fn percent_encode_target(path: &str) -> String {
     out
 }
 
+/// A `body` member that is there, `null` included (`null` is a JSON body
+/// like any other); `#[serde(default)]` makes an absent one `None`. So
+/// `body` and `body_base64` together are refused even when `body` is null,
+/// as the OpenAPI document says.
+pub(crate) fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    use serde::Deserialize;
+    Value::deserialize(d).map(Some)
+}
+
+/// An optional member that, when there, is not `null` (the OpenAPI
+/// document says "a string", not "a string or null").
+pub(crate) fn not_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// Standard base64 with padding; bits past the last byte are ignored, as
+/// the OpenAPI document's pattern (which cannot see them) implies.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+);
+
 /// A request checked as at enqueue.
 pub(crate) struct RequestParts {
     pub method: String,
@@ -132,15 +158,13 @@ pub(crate) fn request_parts(
             }
             serde_json::to_vec(v).map_err(|e| Problem::bad_request(e.to_string()))?
         }
-        (None, Some(b)) => base64::engine::general_purpose::STANDARD
-            .decode(b)
-            .map_err(|_| {
-                unprocessable(
-                    "invalid-message",
-                    "Invalid message",
-                    "`body_base64` is not valid base64",
-                )
-            })?,
+        (None, Some(b)) => BASE64.decode(b).map_err(|_| {
+            unprocessable(
+                "invalid-message",
+                "Invalid message",
+                "`body_base64` is not valid base64",
+            )
+        })?,
         (None, None) => Vec::new(),
     };
     Ok(RequestParts {

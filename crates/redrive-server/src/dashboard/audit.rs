@@ -9,15 +9,8 @@ pub(super) struct AuditQuery {
     before: Option<i64>,
 }
 
-const ACTIONS: [&str; 7] = [
-    "edit",
-    "redrive",
-    "discard",
-    "resolve",
-    "bulk_redrive",
-    "pause",
-    "resume",
-];
+/// The actions a person can filter by: the API's.
+const ACTIONS: [&str; 7] = crate::api::AUDIT_ACTIONS;
 
 pub(super) async fn audit_page<S: Store>(
     State(state): State<Shared<S>>,

@@ -11,6 +11,9 @@
 //! pages), and the watermark is the room kept for them, for the WAL that
 //! grows between checkpoints and for the checkpoints themselves.
 //!
+//! While low, the same thread also truncates the WAL (a `TRUNCATE`
+//! checkpoint), whose file otherwise keeps the size it grew to.
+//!
 //! A thread measures every [`PERIOD`]. Between two measures each enqueue
 //! spends an estimate of what it writes (twice its bytes: the WAL, then
 //! the database), so a burst cannot run through the watermark within a
@@ -127,6 +130,18 @@ impl DiskWatch {
         self.free
             .store(available.saturating_add(pages), Ordering::SeqCst);
         self.update_low();
+        if self.low.load(Ordering::SeqCst) {
+            // Below the watermark the WAL is what still grows: deliveries
+            // and the purge write to it, and an automatic checkpoint copies
+            // it back but never shrinks the file (under load a reader keeps
+            // it from restarting, and it grew past 24 MiB on a 64 MiB disk).
+            // A truncating checkpoint gives its space back to the
+            // filesystem; it waits for readers (the busy timeout) and holds
+            // writers while it copies, which only a low disk pays for.
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+                tracing::debug!(error = %e, "disk low: the truncating checkpoint did not run");
+            }
+        }
     }
 
     fn update_low(&self) {
