@@ -211,3 +211,97 @@ fn constraints_come_from_the_code_that_enforces_them() {
         assert!(found, "the link names operation {op}, which exists");
     }
 }
+
+/// The keys of `value` (an object), and of its first element where a key
+/// holds an array of objects.
+fn keys(value: &Value) -> BTreeSet<String> {
+    value
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn schema_keys(doc: &Value, name: &str) -> BTreeSet<String> {
+    keys(&doc["components"]["schemas"][name]["properties"])
+}
+
+#[test]
+fn answers_have_the_views_fields() {
+    use redrive_store::{AttemptRecord, Message, MessageState, Outcome, Resolution, Revision};
+    let doc = doc();
+    // A message with every optional part present, so that every field
+    // the view can show is shown.
+    let m = Message {
+        id: "01J".into(),
+        destination: "crm".into(),
+        method: "POST".into(),
+        path: "/v1".into(),
+        headers: vec![("x-a".into(), "1".into())],
+        body: b"{}".to_vec(),
+        idempotency_key: "k".into(),
+        request_hash: "h".into(),
+        marked_idempotent: true,
+        state: MessageState::Parked,
+        park_reason: Some("exhausted".into()),
+        last_class: Some("server".into()),
+        attempts: 1,
+        total_attempts: 1,
+        cycle: 1,
+        cycle_started_at: 0,
+        next_attempt_at: Some(0),
+        leased: false,
+        created_at: 0,
+        updated_at: 0,
+        revision: 2,
+        resolution: Some(Resolution {
+            outcome: Outcome::Applied,
+            actor: "alice".into(),
+            note: Some("done".into()),
+            at: 0,
+        }),
+        source: Some("privo".into()),
+    };
+    let attempt = AttemptRecord {
+        n: 1,
+        cycle: 1,
+        attempt: 1,
+        status: Some(500),
+        transport: Some("reset".into()),
+        class: "server".into(),
+        decision: "park".into(),
+        reason: "indeterminate".into(),
+        delay_ms: Some(1),
+        response_excerpt: Some("x".into()),
+        detail: Some("reconciled_applied".into()),
+        link_identities: Some("{}".into()),
+        revision: 1,
+        ..AttemptRecord::default()
+    };
+    let revision = Revision {
+        n: 1,
+        created_at: 0,
+        actor: Some("alice".into()),
+        note: Some("n".into()),
+        method: "POST".into(),
+        path: "/".into(),
+        headers: Vec::new(),
+        body: b"{}".to_vec(),
+    };
+    let view = crate::views::MessageView::new(&m, Some(std::slice::from_ref(&attempt)))
+        .with_revisions(std::slice::from_ref(&revision));
+    let shown = serde_json::to_value(&view).expect("view");
+    assert_eq!(keys(&shown), schema_keys(&doc, "Message"), "Message");
+    let mut attempt_keys = keys(&shown["attempts"][0]);
+    // `reconciled` shows only after a probe; the document lists it.
+    attempt_keys.insert("reconciled".into());
+    assert_eq!(attempt_keys, schema_keys(&doc, "Attempt"), "Attempt");
+    let mut revision_keys = keys(&shown["revisions"][0]);
+    // A body is shown as text or as base64, never both.
+    revision_keys.insert("body_base64".into());
+    assert_eq!(revision_keys, schema_keys(&doc, "Revision"), "Revision");
+    assert_eq!(
+        keys(&shown["resolution"]),
+        schema_keys(&doc, "Resolution"),
+        "Resolution"
+    );
+}
