@@ -364,7 +364,7 @@ async fn enqueue<S: Store>(
     }
     hash.update([u8::from(req.idempotent)]);
     hash.update(&body);
-    let request_hash: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let request_hash = validate::hex(&hash.finalize());
     let new = NewMessage {
         idempotency_key: caller_key.unwrap_or_else(|| id.clone()),
         id,

@@ -79,6 +79,17 @@ const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::n
     base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
 );
 
+/// `bytes` in lower-case hexadecimal, written into one string (a hash per
+/// enqueue: no allocation per byte).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
 /// A request checked as at enqueue.
 pub(crate) struct RequestParts {
     pub method: String,

@@ -35,7 +35,7 @@ pub struct Sessions {
 fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::api::validate::hex(&bytes)
 }
 
 impl Sessions {

@@ -204,7 +204,7 @@ async fn take<S: Store>(
             hash.update(source.name.as_bytes());
             hash.update([0]);
             hash.update(event.as_bytes());
-            let hash: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            let hash = crate::api::validate::hex(&hash.finalize());
             (format!("{}:{event}", source.name), hash)
         }
         None => (id.clone(), id.clone()),
