@@ -193,8 +193,9 @@ async fn readyz<S: Store>(State(state): State<Shared<S>>) -> Response {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "disk: {} free (free pages in the database included), below min_free_disk {}: enqueues and inbound requests get 507 while delivery and the purge go on\n",
+                "disk: {} free (free pages in the database included, {} kept for the WAL's growth), below min_free_disk {}: enqueues and inbound requests get 507 while delivery and the purge go on\n",
                 redrive_core::size::format_size(disk.free_bytes),
+                redrive_core::size::format_size(disk.wal_reserve_bytes),
                 redrive_core::size::format_size(disk.min_free_bytes)
             ),
         )

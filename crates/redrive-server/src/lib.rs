@@ -262,6 +262,7 @@ async fn update_gauges<S: Store>(engine: Engine<S>, mut stop: watch::Receiver<bo
         if let Some(disk) = engine.store().disk() {
             metrics::gauge!("redrive_disk_free_bytes").set(disk.free_bytes as f64);
             metrics::gauge!("redrive_disk_min_free_bytes").set(disk.min_free_bytes as f64);
+            metrics::gauge!("redrive_disk_wal_reserve_bytes").set(disk.wal_reserve_bytes as f64);
         }
         for (destination, state) in engine.circuits() {
             let v = match state {

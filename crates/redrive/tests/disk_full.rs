@@ -168,7 +168,7 @@ async fn a_backlog_that_filled_the_disk_drains_and_enqueues_come_back() {
     std::fs::write(
         dir.path().join("redrive.toml"),
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\napi_tokens = [\"{TOKEN}\"]\nmin_free_disk = \"16MiB\"\nmax_body_bytes = 8192\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\napi_tokens = [\"{TOKEN}\"]\nmin_free_disk = \"8MiB\"\nmax_body_bytes = 8192\n\
              [destinations.sink]\nurl = \"{}\"\npolicy = \"patient\"\nmax_in_flight = 32\n\
              [policies.patient]\nextends = \"standard\"\nmax_attempts = 100\ndeadline = \"1h\"\n\
              schedule = {{ exponential = {{ base = \"200ms\", factor = 2, cap = \"2s\" }} }}\n",
@@ -266,7 +266,7 @@ async fn a_backlog_that_filled_the_disk_drains_and_enqueues_come_back() {
         .expect("integrity_check");
     assert_eq!(check, "ok");
     println!(
-        "disk test: 64 MiB tmpfs, min_free_disk 16 MiB; {} messages filled it, all delivered; enqueues accepted again {:.1} s after; {total} messages in all ({refused} answers 507 waited out in the second backlog)",
+        "disk test: 64 MiB tmpfs, min_free_disk 8 MiB; {} messages filled it, all delivered; enqueues accepted again {:.1} s after; {total} messages in all ({refused} answers 507 waited out in the second backlog)",
         want.len(),
         back_after.as_secs_f64()
     );

@@ -46,8 +46,9 @@ pub(super) async fn overview<S: Store>(
     let mut body = String::from("<h1>Overview</h1>");
     if let Some(disk) = state.engine.store().disk().filter(|d| d.low) {
         body.push_str(&format!(
-            "<div class=\"error\" id=\"disk-low\">The disk holding the database has {} free (free pages inside it included), below <code>min_free_disk</code> ({}). New messages are refused with 507 until delivered and discarded messages are purged (early, oldest first) or space is freed; delivery goes on.</div>",
+            "<div class=\"error\" id=\"disk-low\">The disk holding the database has {} free (free pages inside it included, {} kept for the WAL's growth), below <code>min_free_disk</code> ({}). New messages are refused with 507 until delivered and discarded messages are purged (early, oldest first) or space is freed; delivery goes on.</div>",
             redrive_core::size::format_size(disk.free_bytes),
+            redrive_core::size::format_size(disk.wal_reserve_bytes),
             redrive_core::size::format_size(disk.min_free_bytes)
         ));
     }

@@ -2,22 +2,42 @@
 //! has, and whether enqueues must stop so that delivery can go on.
 //!
 //! Room is the filesystem's space available to this process (`statvfs`'s
-//! `f_bavail`) plus the database's free pages (`PRAGMA freelist_count`):
-//! SQLite reuses a page freed by the purge before it grows the file, so a
-//! backlog that filled the disk and was delivered and purged makes room
-//! without the file shrinking. Below `min_free`, enqueues are refused
-//! ([`crate::StoreError::DiskFull`]) while claims, records and the purge go
-//! on: those write little (a record updates a row in place; the purge frees
-//! pages), and the watermark is the room kept for them, for the WAL that
-//! grows between checkpoints and for the checkpoints themselves.
+//! `f_bavail`) plus the database's free pages (`PRAGMA freelist_count`),
+//! less what the WAL may still grow by. SQLite reuses a page freed by the
+//! purge before it grows the file, so a backlog that filled the disk and
+//! was delivered and purged makes room without the file shrinking. Below
+//! `min_free`, enqueues are refused ([`crate::StoreError::DiskFull`])
+//! while claims, records and the purge go on: the watermark is the room
+//! kept for them (attempt rows, the purge's deletes, the database pages a
+//! checkpoint copies back).
 //!
-//! While low, the same thread also truncates the WAL (a `TRUNCATE`
-//! checkpoint), whose file otherwise keeps the size it grew to.
+//! # The WAL's room is kept aside
+//!
+//! The WAL is written in whole pages (16 KiB), several per commit whatever
+//! the commit's size, and a record or a purge writes as much of it as an
+//! enqueue: its growth is not the enqueues' bytes and cannot be estimated
+//! from them. It is bounded instead. SQLite's automatic checkpoint (on the
+//! writer, every [`wal_autocheckpoint`] pages) lets the next commit restart
+//! the WAL from its beginning, so the file stops growing near that size
+//! and is then reused, never shrunk. The room counted is therefore less
+//! [`WAL_ROOM_SHARE`] of that size not yet taken by the file
+//! ([`DiskState::wal_reserve_bytes`]): the WAL's growth up to its usual
+//! size is accounted for before it happens. (Without that, the disk test
+//! filled a 64 MiB tmpfs with 8 MiB of watermark left: the WAL grew by
+//! more than the watermark between two measures.)
+//!
+//! A reader keeps a checkpoint from completing, and then the WAL grows past
+//! its usual size (24.6 MiB seen under load). When the file is larger than
+//! its room, the watch runs a truncating checkpoint (`TRUNCATE`: it waits
+//! for the readers and holds writers while it copies), which gives the
+//! space back to the filesystem. Only an oversized WAL pays for it.
 //!
 //! A thread measures every [`PERIOD`]. Between two measures each enqueue
-//! spends an estimate of what it writes (twice its bytes: the WAL, then
-//! the database), so a burst cannot run through the watermark within a
-//! period.
+//! spends an estimate of what it adds to the database file (twice its
+//! bytes: index entries, half-full pages), so a burst cannot run through
+//! the watermark within a period.
+//!
+//! [`wal_autocheckpoint`]: https://sqlite.org/pragma.html#pragma_wal_autocheckpoint
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,8 +46,14 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-/// How often the room is measured.
-pub const PERIOD: Duration = Duration::from_millis(500);
+/// How often the room is measured: a `statvfs`, a read of the database's
+/// header and a `stat` of the WAL, cheap beside what a period of enqueues
+/// writes.
+pub const PERIOD: Duration = Duration::from_millis(100);
+/// The room kept for the WAL, as a share of its automatic checkpoint's
+/// size: the commit that crosses the threshold writes its pages before the
+/// checkpoint runs (a group of enqueues of large bodies, several MiB).
+pub const WAL_ROOM_SHARE: (u64, u64) = (5, 4);
 /// The watermark when none is configured: the smaller of this and
 /// [`DEFAULT_SHARE`] of the filesystem, so that a small disk works too.
 pub const DEFAULT_MIN_FREE: u64 = 1 << 30;
@@ -42,6 +68,9 @@ pub struct DiskState {
     pub free_bytes: u64,
     /// Of which free pages inside the database.
     pub free_pages_bytes: u64,
+    /// Not counted as free: what the WAL may still grow by before its
+    /// automatic checkpoint restarts it.
+    pub wal_reserve_bytes: u64,
     /// The watermark.
     pub min_free_bytes: u64,
     /// Below the watermark: enqueues are refused.
@@ -53,6 +82,7 @@ pub struct DiskState {
 pub(super) struct DiskWatch {
     free: AtomicU64,
     free_pages: AtomicU64,
+    wal_reserve: AtomicU64,
     min_free: AtomicU64,
     /// The watermark was set by the configuration (not the default).
     configured: AtomicBool,
@@ -87,6 +117,7 @@ impl DiskWatch {
         DiskWatch {
             free: AtomicU64::new(u64::MAX),
             free_pages: AtomicU64::new(0),
+            wal_reserve: AtomicU64::new(0),
             min_free: AtomicU64::new(0),
             configured: AtomicBool::new(false),
             low: AtomicBool::new(false),
@@ -119,29 +150,42 @@ impl DiskWatch {
             self.min_free
                 .store(default_min_free(total), Ordering::SeqCst);
         }
-        let pages = conn
-            .query_row(
-                "SELECT freelist_count * page_size FROM pragma_freelist_count, pragma_page_size",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_or(0, |n| n.max(0) as u64);
-        self.free_pages.store(pages, Ordering::SeqCst);
-        self.free
-            .store(available.saturating_add(pages), Ordering::SeqCst);
-        self.update_low();
-        if self.low.load(Ordering::SeqCst) {
-            // Below the watermark the WAL is what still grows: deliveries
-            // and the purge write to it, and an automatic checkpoint copies
-            // it back but never shrinks the file (under load a reader keeps
-            // it from restarting, and it grew past 24 MiB on a 64 MiB disk).
-            // A truncating checkpoint gives its space back to the
-            // filesystem; it waits for readers (the busy timeout) and holds
-            // writers while it copies, which only a low disk pays for.
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
-                tracing::debug!(error = %e, "disk low: the truncating checkpoint did not run");
+        let file = match FileState::read(conn) {
+            Ok(file) => file,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the database's free pages and WAL settings");
+                return;
+            }
+        };
+        if file.wal_bytes > file.wal_room() {
+            // A reader kept the automatic checkpoints from restarting the
+            // WAL: give its space back (see the module's comment).
+            match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            }) {
+                Ok(0) => {
+                    tracing::debug!(wal = file.wal_bytes, "the WAL outgrew its room: truncated")
+                }
+                Ok(_) => tracing::debug!(
+                    wal = file.wal_bytes,
+                    "the WAL outgrew its room; the truncating checkpoint was kept waiting"
+                ),
+                Err(e) => {
+                    tracing::debug!(error = %e, "the WAL outgrew its room; the truncating checkpoint did not run")
+                }
             }
         }
+        let reserve = file.wal_reserve();
+        self.free_pages
+            .store(file.free_pages_bytes, Ordering::SeqCst);
+        self.wal_reserve.store(reserve, Ordering::SeqCst);
+        self.free.store(
+            available
+                .saturating_add(file.free_pages_bytes)
+                .saturating_sub(reserve),
+            Ordering::SeqCst,
+        );
+        self.update_low();
     }
 
     fn update_low(&self) {
@@ -185,9 +229,60 @@ impl DiskWatch {
         DiskState {
             free_bytes: self.free.load(Ordering::SeqCst),
             free_pages_bytes: self.free_pages.load(Ordering::SeqCst),
+            wal_reserve_bytes: self.wal_reserve.load(Ordering::SeqCst),
             min_free_bytes: self.min_free.load(Ordering::SeqCst),
             low: self.low.load(Ordering::SeqCst),
         }
+    }
+}
+
+/// What the database's files hold, as one measure reads it.
+#[derive(Clone, Copy, Debug)]
+struct FileState {
+    free_pages_bytes: u64,
+    page_size: u64,
+    autocheckpoint_pages: u64,
+    /// The WAL file's size (0 when there is none).
+    wal_bytes: u64,
+}
+
+impl FileState {
+    fn read(conn: &Connection) -> rusqlite::Result<FileState> {
+        let (free_pages, page_size) = conn.query_row(
+            "SELECT freelist_count, page_size FROM pragma_freelist_count, pragma_page_size",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+        )?;
+        // Not a table-valued function: the pragma can also set.
+        let autocheckpoint =
+            conn.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get::<_, i64>(0))?;
+        let page_size = page_size.max(0) as u64;
+        let wal_bytes = conn
+            .path()
+            .filter(|f| !f.is_empty())
+            .and_then(|f| std::fs::metadata(super::wal_syncer::wal_path(Path::new(f))).ok())
+            .map_or(0, |m| m.len());
+        Ok(FileState {
+            free_pages_bytes: (free_pages.max(0) as u64).saturating_mul(page_size),
+            page_size,
+            autocheckpoint_pages: autocheckpoint.max(0) as u64,
+            wal_bytes,
+        })
+    }
+
+    /// The size the WAL is let grow to: [`WAL_ROOM_SHARE`] of its
+    /// automatic checkpoint's size.
+    fn wal_room(&self) -> u64 {
+        let (num, den) = WAL_ROOM_SHARE;
+        self.autocheckpoint_pages
+            .saturating_mul(self.page_size)
+            .saturating_mul(num)
+            / den
+    }
+
+    /// What the WAL may still grow by.
+    fn wal_reserve(&self) -> u64 {
+        self.wal_room().saturating_sub(self.wal_bytes)
     }
 }
 
@@ -240,5 +335,45 @@ mod tests {
         assert!(watch.state().low);
         watch.set_min_free(Some(0), dir.path());
         assert!(!watch.is_low());
+    }
+
+    #[test]
+    fn the_wal_room_is_kept_aside_and_an_oversized_wal_is_truncated() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("d.db");
+        let writer = Connection::open(&db).expect("open");
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; \
+                 CREATE TABLE t (b BLOB);",
+            )
+            .expect("schema");
+        let conn = Connection::open(&db).expect("open");
+        // 10 pages of 4 KiB: the WAL's room is 12.5 of them.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 10")
+            .expect("pragma");
+        let room = 10 * 4096 * 5 / 4;
+        let watch = DiskWatch::unmeasured();
+        watch.measure(dir.path(), &conn);
+        let wal = || std::fs::metadata(dir.path().join("d.db-wal")).map_or(0, |m| m.len());
+        let small = wal();
+        assert!(small > 0 && small < room, "a small WAL: {small}");
+        assert_eq!(watch.state().wal_reserve_bytes, room - small);
+
+        // 40 pages of rows, no checkpoint: the WAL outgrows its room.
+        for _ in 0..40 {
+            writer
+                .execute("INSERT INTO t VALUES (zeroblob(4000))", [])
+                .expect("insert");
+        }
+        assert!(wal() > room, "the WAL grew to {}", wal());
+        watch.measure(dir.path(), &conn);
+        assert_eq!(wal(), 0, "truncated by the measure");
+        let count: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(count, 40, "nothing lost to the truncation");
+        watch.measure(dir.path(), &conn);
+        assert_eq!(watch.state().wal_reserve_bytes, room);
     }
 }
