@@ -116,16 +116,21 @@ pub fn explain(policy: &Policy) -> String {
     let last = steps.last().copied();
     let cut_by_deadline = last.is_some_and(|s| s.attempt < p.max_attempts);
     let span = last.map_or(Duration::ZERO, |s| s.at);
-    let _ = writeln!(
-        out,
-        "  then        parked as {}: {}",
-        if cut_by_deadline {
-            "expired"
-        } else {
-            "exhausted"
-        },
-        p.notes.after_last_try
-    );
+    let after = &p.notes.after_last_try;
+    if !cut_by_deadline && after.starts_with("parked as exhausted") {
+        // The note says it already (the built-in profiles' notes do).
+        let _ = writeln!(out, "  then        {after}");
+    } else {
+        let _ = writeln!(
+            out,
+            "  then        parked as {}: {after}",
+            if cut_by_deadline {
+                "expired"
+            } else {
+                "exhausted"
+            }
+        );
+    }
     let _ = writeln!(
         out,
         "  total span  {}{}",

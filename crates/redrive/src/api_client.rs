@@ -16,6 +16,7 @@ pub struct ServerArgs {
     #[arg(
         long,
         value_name = "URL",
+        env = "REDRIVE_SERVER",
         default_value = "http://127.0.0.1:7878",
         global = true
     )]

@@ -533,7 +533,7 @@ impl Store for PostgresStore {
                  COUNT(DISTINCT CASE WHEN m.state = 'parked' THEN m.id END) \
                  FROM attempts a JOIN messages m ON m.id = a.message_id \
                  WHERE a.started_at >= $1 AND a.class <> 'success' \
-                 GROUP BY m.destination, a.class ORDER BY m.destination, COUNT(*) DESC",
+                 GROUP BY m.destination, a.class ORDER BY m.destination, COUNT(*) DESC, a.class",
                 &[&since],
             )
             .await

@@ -259,7 +259,7 @@ const REPORT: &str = "SELECT m.destination, a.class, COUNT(*), COUNT(DISTINCT a.
      COUNT(DISTINCT CASE WHEN m.state = 'parked' THEN m.id END) \
      FROM attempts a JOIN messages m ON m.id = a.message_id \
      WHERE a.started_at >= ?1 AND a.class != 'success' \
-     GROUP BY m.destination, a.class ORDER BY m.destination, COUNT(*) DESC";
+     GROUP BY m.destination, a.class ORDER BY m.destination, COUNT(*) DESC, a.class";
 /// A record's attempt row.
 const RECORD_ATTEMPT: &str = "INSERT INTO attempts (message_id, n, cycle, attempt, started_at, latency_ms, status, transport, \
      class, decision, reason, delay_ms, response_excerpt, detail, link_identities, revision) \

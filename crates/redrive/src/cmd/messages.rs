@@ -24,6 +24,9 @@ pub struct Filters {
     /// Only messages changed within this window (24h) or since an RFC 3339 time.
     #[arg(long, value_name = "DURATION")]
     since: Option<String>,
+    /// Only messages received on this inbound source.
+    #[arg(long, value_name = "S")]
+    source: Option<String>,
 }
 
 impl Filters {
@@ -34,6 +37,7 @@ impl Filters {
             ("class", &self.class),
             ("reason", &self.reason),
             ("since", &self.since),
+            ("source", &self.source),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
@@ -84,6 +88,10 @@ pub enum MessagesCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Wait until messages leave `pending`: these ids, or every message
+    /// (of a destination). Exit code 0 delivered, 1 parked or discarded,
+    /// 2 timed out.
+    Wait(super::wait::WaitArgs),
 }
 
 /// `redrive dlq ...`
@@ -191,6 +199,9 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn run_messages(c: MessagesCommand) -> Result<ExitCode> {
+    if let MessagesCommand::Wait(a) = c {
+        return runtime()?.block_on(super::wait::run(a));
+    }
     runtime()?.block_on(async move {
         match c {
             MessagesCommand::List {
@@ -212,6 +223,7 @@ pub fn run_messages(c: MessagesCommand) -> Result<ExitCode> {
             MessagesCommand::Show { id, json, server } => {
                 show(&ApiClient::new(&server)?, &id, json).await
             }
+            MessagesCommand::Wait(_) => Ok(()),
         }
     })?;
     Ok(ExitCode::SUCCESS)
@@ -367,7 +379,7 @@ async fn list(
                 m["method"].as_str().unwrap_or(""),
                 m["path"].as_str().unwrap_or("")
             );
-            println!(
+            let row = format!(
                 "{:<28} {:<10} {:<14} {:<32} {:>4} {:<14} {}",
                 m["id"].as_str().unwrap_or(""),
                 m["state"].as_str().unwrap_or(""),
@@ -377,6 +389,7 @@ async fn list(
                 m["class"].as_str().unwrap_or("-"),
                 m["park_reason"].as_str().unwrap_or("")
             );
+            println!("{}", row.trim_end());
         }
         match v["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
@@ -413,9 +426,12 @@ async fn show(api: &ApiClient, id: &str, json: bool) -> Result<()> {
         "key          {}",
         m["idempotency_key"].as_str().unwrap_or("")
     );
+    let in_cycle = m["attempts_in_cycle"].as_u64().unwrap_or(0);
     println!(
-        "cycle        {} ({} attempts in it, {} in all)",
-        m["cycle"], m["attempts_in_cycle"], m["total_attempts"]
+        "cycle        {} ({in_cycle} attempt{} in it, {} in all)",
+        m["cycle"],
+        if in_cycle == 1 { "" } else { "s" },
+        m["total_attempts"]
     );
     if let Some(next) = m["next_attempt_at"].as_str() {
         println!("next attempt {next}");
@@ -448,6 +464,9 @@ async fn show(api: &ApiClient, id: &str, json: bool) -> Result<()> {
             a["latency_ms"].as_u64().unwrap_or(0),
             decision
         );
+        if let Some(d) = a["detail"].as_str() {
+            println!("        {d}");
+        }
         if let Some(x) = a["response_excerpt"].as_str() {
             println!("        {}", x.chars().take(160).collect::<String>());
         }

@@ -8,3 +8,4 @@ pub mod policy;
 pub mod send;
 pub mod serve;
 pub mod signal;
+pub mod wait;
