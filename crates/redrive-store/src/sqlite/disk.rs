@@ -50,6 +50,9 @@ use rusqlite::Connection;
 /// header and a `stat` of the WAL, cheap beside what a period of enqueues
 /// writes.
 pub const PERIOD: Duration = Duration::from_millis(100);
+/// Once below the watermark, enqueues come back only with this share of
+/// it more: an eighth.
+pub const HYSTERESIS: (u64, u64) = (1, 8);
 /// The room kept for the WAL, as a share of its automatic checkpoint's
 /// size: the commit that crosses the threshold writes its pages before the
 /// checkpoint runs (a group of enqueues of large bodies, several MiB).
@@ -189,13 +192,21 @@ impl DiskWatch {
     }
 
     fn update_low(&self) {
-        let low = self.free.load(Ordering::SeqCst) < self.min_free.load(Ordering::SeqCst);
+        let (free, min) = (
+            self.free.load(Ordering::SeqCst),
+            self.min_free.load(Ordering::SeqCst),
+        );
+        // Once low, low until [`HYSTERESIS`] above the watermark: room
+        // hovering at the mark would otherwise flip enqueues (and the log)
+        // every measure.
+        let (num, den) = HYSTERESIS;
+        let low = if self.low.load(Ordering::SeqCst) {
+            free < min.saturating_add(min.saturating_mul(num) / den)
+        } else {
+            free < min
+        };
         let was = self.low.swap(low, Ordering::SeqCst);
         if low != was {
-            let (free, min) = (
-                self.free.load(Ordering::SeqCst),
-                self.min_free.load(Ordering::SeqCst),
-            );
             if low {
                 tracing::warn!(free, min_free = min, "disk below min_free_disk: enqueues are refused (507) until delivered messages are purged or space is freed");
             } else {
@@ -334,6 +345,28 @@ mod tests {
         assert!(watch.is_low(), "1200 bytes spent: below");
         assert!(watch.state().low);
         watch.set_min_free(Some(0), dir.path());
+        assert!(!watch.is_low());
+    }
+
+    #[test]
+    fn once_low_enqueues_come_back_an_eighth_above_the_watermark() {
+        let dir = tempfile::tempdir().expect("dir");
+        let conn = Connection::open(dir.path().join("d.db")).expect("open");
+        let watch = DiskWatch::unmeasured();
+        watch.measure(dir.path(), &conn);
+        let free = watch.state().free_bytes;
+        watch.set_min_free(Some(free + 1), dir.path());
+        assert!(watch.is_low());
+        // At the mark again, and a sixteenth above it: still low.
+        watch.set_min_free(Some(free), dir.path());
+        assert!(watch.is_low(), "at the mark");
+        watch.set_min_free(Some(free / 17 * 16), dir.path());
+        assert!(watch.is_low(), "a sixteenth above");
+        // More than an eighth above: enqueues come back.
+        watch.set_min_free(Some(free / 10 * 8), dir.path());
+        assert!(!watch.is_low(), "a quarter above");
+        // Not low: the watermark alone decides.
+        watch.set_min_free(Some(free / 17 * 16), dir.path());
         assert!(!watch.is_low());
     }
 
