@@ -136,7 +136,6 @@ const CACHE_KIB: u32 = 16 * 1024;
 /// writes.
 const PAGE_SIZE: u32 = 16 * 1024;
 
-
 /// A message's columns, in the order `message_from_row` reads them (a macro,
 /// so that statements written as one literal can include them).
 macro_rules! columns {
