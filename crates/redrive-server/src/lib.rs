@@ -138,6 +138,7 @@ pub async fn serve_with<S: Store>(
         node_id: config.node_id.clone(),
         retention: Some(config.retention),
         alert_webhook: config.alert_webhook.clone(),
+        lease_margin: config.lease_margin,
         ..EngineConfig::default()
     };
     let engine = Engine::new(

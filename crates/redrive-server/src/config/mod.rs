@@ -30,6 +30,12 @@ pub const DEFAULT_DATABASE: &str = "sqlite://redrive.db";
 /// The largest enqueue request accepted by default.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 
+/// A lease's margin over the longest attempt timeout by default.
+pub const DEFAULT_LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// The shortest lease margin accepted: the record of an attempt that ran to
+/// its timeout must still find its lease.
+pub const MIN_LEASE_MARGIN: Duration = Duration::from_secs(1);
+
 /// A validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -54,6 +60,9 @@ pub struct Config {
     pub pool_size: usize,
     /// PostgreSQL: the statement timeout of every connection.
     pub statement_timeout: Duration,
+    /// Added to the longest attempt timeout to make a lease: how long
+    /// after a node died its messages wait before another node takes them.
+    pub lease_margin: Duration,
     /// The file it came from, if any.
     pub source: String,
     /// Inbound sources (`[sources.*]`).
@@ -91,6 +100,7 @@ struct ServerSpec {
     node_id: Option<String>,
     pool_size: Option<usize>,
     statement_timeout: Option<DurationText>,
+    lease_margin: Option<DurationText>,
     inbound_listen: Option<String>,
     min_free_disk: Option<toml::Value>,
 }
@@ -291,6 +301,19 @@ impl Config {
                 "must be above 0s".to_owned(),
             ));
         }
+        let lease_margin = spec
+            .server
+            .lease_margin
+            .map_or(DEFAULT_LEASE_MARGIN, |d| d.0);
+        if lease_margin < MIN_LEASE_MARGIN {
+            return Err(err(
+                "server.lease_margin",
+                format!(
+                    "must be at least {}: a lease must outlast an attempt's record",
+                    redrive_core::HumanDuration(MIN_LEASE_MARGIN)
+                ),
+            ));
+        }
         let names: Vec<&str> = destinations.iter().map(|d| d.name.as_str()).collect();
         let sources = crate::inbound::source::sources(&spec.sources, &names)
             .map_err(|(key, msg)| err(&key, msg))?;
@@ -332,6 +355,7 @@ impl Config {
             node_id,
             pool_size,
             statement_timeout,
+            lease_margin,
             source: name.to_owned(),
             sources,
             inbound_listen,

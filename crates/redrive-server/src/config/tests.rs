@@ -86,6 +86,30 @@ fn no_file_gives_the_defaults() {
 }
 
 #[test]
+fn the_lease_margin_is_30s_unless_set_and_at_least_1s() {
+    let c = Config::from_toml("(defaults)", "", &HashMap::new()).unwrap();
+    assert_eq!(c.lease_margin, Duration::from_secs(30));
+    let c = Config::from_toml(
+        "r.toml",
+        "[server]\nlease_margin = \"5s\"\n",
+        &HashMap::new(),
+    )
+    .unwrap();
+    assert_eq!(c.lease_margin, Duration::from_secs(5));
+    let e = Config::from_toml(
+        "r.toml",
+        "[server]\nlease_margin = \"500ms\"\n",
+        &HashMap::new(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("server.lease_margin: must be at least 1s"),
+        "{e}"
+    );
+}
+
+#[test]
 fn errors_name_the_key() {
     let e = |text: &str, vars: &[(&str, &str)]| {
         Config::from_toml("r.toml", text, &env(vars))
