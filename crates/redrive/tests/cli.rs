@@ -456,3 +456,23 @@ fn help_and_version_exit_0() {
     assert_eq!(redrive(&["--version"]).status.code(), Some(0));
     assert!(stdout(&redrive(&["classify", "--help"])).contains("--idempotency-key"));
 }
+
+#[test]
+fn messages_wait_gives_up_on_a_server_it_cannot_reach_in_one_line() {
+    // Nothing listens on the discard port: connections are refused, and
+    // `wait` keeps trying (a server may be starting) until its timeout.
+    let e = usage_error(&[
+        "messages",
+        "wait",
+        "--server",
+        "http://127.0.0.1:9",
+        "--timeout",
+        "300ms",
+    ]);
+    assert!(
+        e.contains("cannot reach the server at http://127.0.0.1:9"),
+        "{e}"
+    );
+    let e = usage_error(&["messages", "wait", "--timeout", "soon"]);
+    assert!(e.contains("soon"), "{e}");
+}

@@ -50,16 +50,20 @@ pub async fn run(a: WaitArgs) -> Result<ExitCode> {
             .as_deref()
             .map_or(String::new(), |d| format!(" to {d}"));
         loop {
+            let mut down = None;
             match api.call("GET", &path, None).await {
                 Ok(v) if v["messages"].as_array().is_some_and(|m| m.is_empty()) => {
                     println!("no message{whose} pending");
                     return Ok(ExitCode::SUCCESS);
                 }
                 Ok(_) => {}
-                Err(e) if unreachable(&e) => {}
+                Err(e) if unreachable(&e) => down = Some(e),
                 Err(e) => return Err(e),
             }
             if tokio::time::Instant::now() >= deadline {
+                if let Some(e) = down {
+                    return Err(e);
+                }
                 bail_timeout(&a.timeout, &format!("messages{whose} still pending"))?;
             }
             tokio::time::sleep(POLL).await;
@@ -67,6 +71,7 @@ pub async fn run(a: WaitArgs) -> Result<ExitCode> {
     }
     let mut settled = vec![None::<Value>; a.ids.len()];
     loop {
+        let mut down = None;
         for (id, done) in a.ids.iter().zip(settled.iter_mut()) {
             if done.is_some() {
                 continue;
@@ -80,7 +85,7 @@ pub async fn run(a: WaitArgs) -> Result<ExitCode> {
                     *done = Some(m);
                 }
                 Ok(_) => {}
-                Err(e) if unreachable(&e) => {}
+                Err(e) if unreachable(&e) => down = Some(e),
                 Err(e) => return Err(e),
             }
         }
@@ -96,6 +101,9 @@ pub async fn run(a: WaitArgs) -> Result<ExitCode> {
             });
         }
         if tokio::time::Instant::now() >= deadline {
+            if let Some(e) = down {
+                return Err(e);
+            }
             let left = settled.iter().filter(|s| s.is_none()).count();
             bail_timeout(&a.timeout, &format!("{left} of the messages still pending"))?;
         }
