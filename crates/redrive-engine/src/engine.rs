@@ -272,6 +272,11 @@ impl<S: Store> Engine<S> {
             .collect()
     }
 
+    /// Every destination's name, in order.
+    pub fn destination_names(&self) -> Vec<String> {
+        self.destinations().iter().map(|d| d.name.clone()).collect()
+    }
+
     /// A destination's circuit state now.
     pub fn circuit(&self, name: &str) -> Option<CircuitState> {
         let now = self.now_ms();

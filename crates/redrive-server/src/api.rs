@@ -222,12 +222,7 @@ async fn metrics<S: Store>(State(state): State<Shared<S>>) -> Response {
 /// before it sends it. Beyond 200 destinations the names stay out (the
 /// document would weigh more than it says).
 async fn openapi<S: Store>(State(state): State<Shared<S>>) -> Response {
-    let names: Vec<String> = state
-        .engine
-        .destinations()
-        .iter()
-        .map(|d| d.name.clone())
-        .collect();
+    let names: Vec<String> = state.engine.destination_names();
     let mut policies: Vec<String> = redrive_core::profiles::NAMES
         .iter()
         .map(|s| (*s).to_owned())
@@ -299,12 +294,7 @@ async fn enqueue<S: Store>(
 ) -> Result<Response, Problem> {
     let req: EnqueueRequest = json_body(body, state.max_body).await?;
     if state.engine.destination(&req.destination).is_none() {
-        let known: Vec<String> = state
-            .engine
-            .destinations()
-            .iter()
-            .map(|d| d.name.clone())
-            .collect();
+        let known: Vec<String> = state.engine.destination_names();
         return Err(unprocessable(
             "unknown-destination",
             "Unknown destination",

@@ -1,7 +1,7 @@
 //! A small client of redrive's HTTP API for the CLI: `--server URL`, the token
 //! from `REDRIVE_API_TOKEN`, problem details turned into one-line errors.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -22,6 +22,19 @@ pub struct ServerArgs {
     )]
     pub server: String,
 }
+
+/// The server could not be reached (no answer at all, as opposed to an
+/// error answer): a caller that waits for a server to start tries again.
+#[derive(Debug)]
+pub struct Unreachable(String);
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unreachable {}
 
 /// The API client.
 pub struct ApiClient {
@@ -67,10 +80,10 @@ impl ApiClient {
             .body(Full::new(payload))
             .context("cannot build the request")?;
         let res = self.http.request(req).await.map_err(|e| {
-            anyhow!(
+            anyhow::Error::new(Unreachable(format!(
                 "cannot reach the server at {}: {e} (is `redrive serve` running? set --server)",
                 self.base
-            )
+            )))
         })?;
         let status = res.status();
         let bytes = res

@@ -350,12 +350,7 @@ async fn inbox<S: Store>(
     // A list to choose from while destinations are few; a name to type
     // beyond (10,000 options would weigh more than the page).
     let destination_field = if state.engine.destination_count() <= 200 {
-        let dests: Vec<String> = state
-            .engine
-            .destinations()
-            .iter()
-            .map(|d| d.name.clone())
-            .collect();
+        let dests: Vec<String> = state.engine.destination_names();
         select("destination", &dests, destination.as_deref())
     } else {
         format!(

@@ -199,9 +199,6 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn run_messages(c: MessagesCommand) -> Result<ExitCode> {
-    if let MessagesCommand::Wait(a) = c {
-        return runtime()?.block_on(super::wait::run(a));
-    }
     runtime()?.block_on(async move {
         match c {
             MessagesCommand::List {
@@ -218,15 +215,16 @@ pub fn run_messages(c: MessagesCommand) -> Result<ExitCode> {
                     limit,
                     json,
                 )
-                .await
+                .await?;
+                Ok(ExitCode::SUCCESS)
             }
             MessagesCommand::Show { id, json, server } => {
-                show(&ApiClient::new(&server)?, &id, json).await
+                show(&ApiClient::new(&server)?, &id, json).await?;
+                Ok(ExitCode::SUCCESS)
             }
-            MessagesCommand::Wait(_) => Ok(()),
+            MessagesCommand::Wait(a) => super::wait::run(a).await,
         }
-    })?;
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 pub fn run_dlq(c: DlqCommand) -> Result<ExitCode> {

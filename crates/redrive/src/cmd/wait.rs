@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use serde_json::Value;
 
-use crate::api_client::{encode, ApiClient, ServerArgs};
+use crate::api_client::{encode, ApiClient, ServerArgs, Unreachable};
 
 /// How often the server is asked.
 const POLL: Duration = Duration::from_millis(100);
@@ -113,7 +113,7 @@ pub async fn run(a: WaitArgs) -> Result<ExitCode> {
 
 /// The server is not up (yet): keep asking.
 fn unreachable(e: &anyhow::Error) -> bool {
-    e.to_string().starts_with("cannot reach the server")
+    e.is::<Unreachable>()
 }
 
 fn bail_timeout(timeout: &Duration, what: &str) -> Result<()> {
